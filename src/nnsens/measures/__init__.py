@@ -1,0 +1,1 @@
+"""Sensitivity measures, one module per family, re-exported flat here."""

@@ -1,0 +1,1 @@
+"""Paper-specific methods built on the measures."""

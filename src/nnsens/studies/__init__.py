@@ -1,0 +1,1 @@
+"""One module per study: Config, PRESETS, run, CLAIMS, PAPER."""
