@@ -88,6 +88,15 @@ def test_failing_run_keeps_partial_notebook_and_is_stored(echo_project, capsys):
 
 def test_direct_engine_gives_the_same_record(echo_project):
     spec = runner.prepare("P99", "smoke", {"n": 8}, device="cpu")
-    direct = runner.execute_direct(spec)
+    direct = runner.execute(spec, engine="direct")
     assert direct["engine"] == "direct" and direct["claims"][0]["value"] == 8.0
     assert direct["provenance"]["device"] == "cpu"
+
+
+def test_papermill_run_materializes_a_point_first_run_directly(echo_project):
+    spec = runner.prepare("P99", "smoke", {"n": 9}, device="cpu")
+    direct = runner.execute(spec, engine="direct")
+    assert runner.execute(spec, engine="direct")["run_id"] == direct["run_id"]  # cached
+    nb = runner.execute(spec, out=echo_project / "nb")
+    assert not nb.get("cached") and nb["notebook"] and nb["cache_key"] == direct["cache_key"]
+    assert nb["claims"] == [{**c, "note": c.get("note", "")} for c in direct["claims"]]

@@ -139,30 +139,41 @@ def provenance(spec: RunSpec, key: str, engine: str, wall: float) -> dict[str, A
             "wall_time_s": round(wall, 3), "host": platform.node()}
 
 
-def execute(
-    spec: RunSpec,
-    *,
-    out: str | Path | None = None,
-    force: bool = False,
-    store: Store | None = None,
-    threads: int | None = None,
-) -> dict[str, Any]:
-    """Execute ``spec``'s notebook with papermill (unless cached) and store its record.
+ENGINES = ("papermill", "direct")
 
-    Returns the stored record; raises :class:`RunFailed` (after storing the failure) if a cell raised.
+
+def produce(spec: RunSpec, *, engine: str = "papermill", out: str | Path | None = None,
+            threads: int | None = None, key: str | None = None) -> dict[str, Any]:
+    """Execute ``spec`` and return its record, without touching any store; a failure is a record too.
+
+    ``engine="papermill"`` executes the study's notebook in a fresh kernel; ``engine="direct"`` calls the study's
+    ``run(cfg)`` in this process (warm imports, no notebook) and builds the same record. This is what a sweep's
+    workers call; the driver stores what they return.
     """
+    if engine not in ENGINES:
+        raise ValueError(f"The 'engine' parameter must be one of {', '.join(map(repr, ENGINES))}. Got {engine!r}.")
+    key = key or cache_key(spec)
+    started = time.time()
+    if engine == "papermill":
+        record, error, notebook = _run_papermill(spec, key, out, threads)
+    else:
+        record, error, notebook = _run_direct(spec, threads)
+    finished = time.time()
+    if record is None:
+        record = {"study": spec.study, "params": spec.params, "metrics": {}, "claims": [], "provenance": {}}
+    record.update(scale=spec.scale, cache_key=key, notebook=notebook, engine=engine, started=started,
+                  finished=finished, status="failed" if error else "completed", error=error)
+    record["provenance"] = {**record.get("provenance", {}), **provenance(spec, key, engine, finished - started)}
+    return record
+
+
+def _run_papermill(spec: RunSpec, key: str, out: str | Path | None,
+                   threads: int | None) -> tuple[dict | None, str | None, str]:
     import papermill as pm
 
     from nnsens import papermill_literal
 
     papermill_literal.install()
-    store = store or default_store()
-    key = cache_key(spec)
-    if not force:
-        hit = store.completed(key)
-        if hit is not None:
-            hit["cached"] = True
-            return hit
     entry = spec.entry
     runs = registry.project_root() / "results" / "runs"
     outdir = Path(out) if out else runs / entry.slug / f"{spec.scale}-{key[:12]}"
@@ -170,19 +181,17 @@ def execute(
     nb_out = (outdir / f"{entry.slug}.ipynb").resolve()
     sidecar = (outdir / "record.json").resolve()
     sidecar.unlink(missing_ok=True)
+    # The kernel inherits this process's environment: where to write the sidecar, how many threads to use.
     env_before = {k: os.environ.get(k) for k in (RECORD_ENV, *THREAD_VARS)}
     os.environ[RECORD_ENV] = str(sidecar)
     if threads:
         for k in THREAD_VARS:
             os.environ[k] = str(threads)
-    started = time.time()
     error = None
     try:
-        pm.execute_notebook(
-            str(entry.notebook), str(nb_out), parameters=spec.params, cwd=str(outdir),
-            kernel_name="python3", progress_bar=False, log_output=False,
-        )
-    except Exception as exc:  # papermill's PapermillExecutionError carries the cell's error
+        pm.execute_notebook(str(entry.notebook), str(nb_out), parameters=spec.params, cwd=str(outdir),
+                            kernel_name="python3", progress_bar=False, log_output=False)
+    except Exception as exc:  # papermill's PapermillExecutionError carries the failing cell's error
         error = _describe_error(exc)
     finally:
         for k, v in env_before.items():
@@ -190,47 +199,47 @@ def execute(
                 os.environ.pop(k, None)
             else:
                 os.environ[k] = v
-    finished = time.time()
-    record: dict[str, Any] = {"study": entry.id, "params": spec.params, "metrics": {}, "claims": [],
-                              "provenance": {}}
+    record = None
     if error is None:
         if sidecar.exists():
             record = json.loads(sidecar.read_text())
         else:
             error = "The notebook finished without writing its record (does it call nnsens.record.finish?)."
-    record.update(scale=spec.scale, cache_key=key, notebook=str(nb_out), engine="papermill",
-                  started=started, finished=finished, status="failed" if error else "completed", error=error)
-    record["provenance"] = {**record.get("provenance", {}),
-                            **provenance(spec, key, "papermill", finished - started)}
-    record["run_id"] = store.add(record)
-    if error:
-        raise RunFailed(f"{entry.id} failed; partial notebook: {nb_out}\n{error}", record)
-    return record
+    return record, error, str(nb_out)
 
 
-def execute_direct(spec: RunSpec, *, store: Store | None = None, force: bool = False) -> dict[str, Any]:
-    """Run the study's ``run(cfg)`` in this process and store the same record, without a notebook."""
-    store = store or default_store()
-    key = cache_key(spec)
-    if not force and (hit := store.completed(key)) is not None:
-        hit["cached"] = True
-        return hit
+def _run_direct(spec: RunSpec, threads: int | None) -> tuple[dict | None, str | None, None]:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
     module = spec.entry.load()
-    started = time.time()
-    error = None
     try:
         cfg = module.Config(**spec.params)
-        record = build_record(cfg, module.run(cfg))
+        return build_record(cfg, module.run(cfg)), None, None
     except Exception:
-        error = traceback.format_exc()
-        record = {"study": spec.study, "params": spec.params, "metrics": {}, "claims": [], "provenance": {}}
-    finished = time.time()
-    record.update(scale=spec.scale, cache_key=key, notebook=None, engine="direct", started=started,
-                  finished=finished, status="failed" if error else "completed", error=error)
-    record["provenance"] = {**record.get("provenance", {}), **provenance(spec, key, "direct", finished - started)}
+        return None, traceback.format_exc(), None
+
+
+def execute(spec: RunSpec, *, engine: str = "papermill", out: str | Path | None = None, force: bool = False,
+            store: Store | None = None, threads: int | None = None) -> dict[str, Any]:
+    """Execute ``spec`` (unless an identical completed run is stored) and store its record.
+
+    A papermill run is only satisfied by a stored papermill run (it must leave a notebook); a direct run by
+    either. Returns the stored record (``record["cached"]`` is True for a cache hit); raises :class:`RunFailed` after
+    storing a failure, with the partial notebook's path and the failing cell's error in its message.
+    """
+    store = store or default_store()
+    key = cache_key(spec)
+    hit = None if force else store.completed(key, engine="papermill" if engine == "papermill" else None)
+    if hit is not None:
+        hit["cached"] = True
+        return hit
+    record = produce(spec, engine=engine, out=out, threads=threads, key=key)
     record["run_id"] = store.add(record)
-    if error:
-        raise RunFailed(f"{spec.study} failed:\n{error}", record)
+    if record["error"]:
+        where = f"; partial notebook: {record['notebook']}" if record["notebook"] else ""
+        raise RunFailed(f"{spec.study} failed{where}\n{record['error']}", record)
     return record
 
 

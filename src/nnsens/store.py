@@ -96,13 +96,14 @@ class Store:
             )
         return run_id
 
-    def completed(self, cache_key: str) -> dict[str, Any] | None:
-        """The latest completed run with ``cache_key``, or None."""
+    def completed(self, cache_key: str, engine: str | None = None) -> dict[str, Any] | None:
+        """The latest completed run with ``cache_key`` (and ``engine``, if given), or None."""
+        sql = "SELECT run_id FROM runs WHERE cache_key = ? AND status = 'completed'"
+        args: list[Any] = [cache_key]
+        if engine:
+            sql, args = sql + " AND engine = ?", [*args, engine]
         with self._connect() as con:
-            row = con.execute(
-                "SELECT * FROM runs WHERE cache_key = ? AND status = 'completed' ORDER BY run_id DESC LIMIT 1",
-                (cache_key,),
-            ).fetchone()
+            row = con.execute(sql + " ORDER BY run_id DESC LIMIT 1", args).fetchone()
         return None if row is None else self.get(int(row["run_id"]))
 
     def get(self, run_id: int) -> dict[str, Any]:
