@@ -24,7 +24,7 @@ def echo_project(tmp_path, monkeypatch):
     monkeypatch.setenv("NNSENS_ROOT", str(tmp_path))
     monkeypatch.setenv("NNSENS_STORE", str(tmp_path / "store.sqlite"))
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(SUPPORT), os.environ.get("PYTHONPATH", "")]))
-    entries = dict(registry.catalog())
-    entries["P99"] = registry.StudyEntry("P99", "IV", "high", "Echo", "p99_echo")
-    monkeypatch.setattr(registry, "catalog", lambda: entries)
-    return tmp_path
+    monkeypatch.setenv(registry.EXTRA_ENV, "P99=p99_echo")
+    registry.catalog.cache_clear()
+    yield tmp_path
+    registry.catalog.cache_clear()

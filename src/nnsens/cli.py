@@ -95,6 +95,58 @@ def cmd_book_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    from nnsens import runner, sweep
+
+    try:
+        if args.file:
+            data = sweep.load_file(args.file)
+            study, scale = data["study"], args.scale or data.get("scale", "cpu")
+            axes = {k: sweep.expand_values(k, v) for k, v in data["grid"].items()}
+            fixed = {**(data.get("params") or {}), **_parse_overrides(args.param)}
+            name, engine = args.name or data["name"], args.engine or data.get("engine", "papermill")
+            description = data.get("description", "")
+        else:
+            if not args.study or not args.grid:
+                raise ValueError("Give a study and at least one --grid NAME=VALUES, or --file sweeps/NAME.yaml.")
+            study, scale = args.study, args.scale or "cpu"
+            axes = dict(sweep.parse_axis(g) for g in args.grid)
+            fixed, engine, description = _parse_overrides(args.param), args.engine or "papermill", ""
+            name = args.name or f"{study.upper()}-" + "-".join(axes)
+        resources = {k: float(v) for k, v in _parse_overrides(args.resources).items()} or None
+        plan = sweep.plan(name, study, scale, axes, fixed=fixed, engine=engine, device=args.device,
+                          description=description)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(sweep.describe(plan))
+    store = runner.default_store()
+    try:
+        summary = sweep.execute(plan, store=store, workers=args.workers, scheduler=args.scheduler,
+                                resume=args.resume, resources=resources, out_root=args.out_root)
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(f"sweep {plan.name}: {summary.total} points, {summary.skipped} already done, {summary.completed} run now, "
+          f"{len(summary.failed)} failed, {summary.wall_s:.1f} s")
+    for params, error in summary.failed:
+        print(f"  FAILED {json.dumps(params)}: {error}", file=sys.stderr)
+    return 1 if summary.failed else 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from nnsens import runner, sweep_report
+
+    try:
+        paths = sweep_report.write_report(runner.default_store(), args.name)
+    except KeyError as exc:
+        print(f"error: {exc.args[0]}", file=sys.stderr)
+        return 2
+    for kind, path in paths.items():
+        print(f"{kind}: {path}")
+    return 0
+
+
 def cmd_ledger(args: argparse.Namespace) -> int:
     from nnsens import ledger, runner
 
@@ -138,6 +190,30 @@ def build_parser() -> argparse.ArgumentParser:
     s = b.add_parser("build", help="assemble chapters and ledger from the store, render HTML")
     s.add_argument("--html", default=".", help="output root (the index is <html>/_build/html/index.html)")
     s.set_defaults(func=cmd_book_build)
+
+    s = sub.add_parser("sweep", help="run a study over a grid of parameters on Dask (resumable)")
+    s.add_argument("study", nargs="?", help="study id, e.g. P21 (or use --file)")
+    s.add_argument("--file", help="a sweep file, e.g. sweeps/p21_poke.yaml")
+    s.add_argument("--grid", action="append", default=[], metavar="NAME=VALUES",
+                   help="an axis: a list a,b,c or an integer range a:b[:step] (b excluded); repeat for a product")
+    s.add_argument("-p", "--param", action="append", default=[], metavar="KEY=VALUE", help="a fixed parameter")
+    s.add_argument("--scale", default=None, help="smoke, cpu (default), paper or auto")
+    s.add_argument("--device", choices=("auto", "cpu", "cuda"), default=None)
+    s.add_argument("--engine", choices=("papermill", "direct"), default=None,
+                   help="papermill: a notebook per point (default); direct: run(cfg) in a warm worker")
+    where = s.add_mutually_exclusive_group()
+    where.add_argument("--workers", type=int, default=2, help="local Dask workers, one thread each")
+    where.add_argument("--scheduler", default=None, help="address of a running Dask scheduler, tcp://HOST:PORT")
+    s.add_argument("--resources", action="append", default=[], metavar="NAME=AMOUNT",
+                   help="Dask worker resources each point needs, e.g. GPU=1")
+    s.add_argument("--name", default=None, help="the sweep's name in the store (default: study and axes)")
+    s.add_argument("--resume", action="store_true", help="complete an existing sweep, skipping finished points")
+    s.add_argument("--out-root", default=None, help="folder for the points' notebooks")
+    s.set_defaults(func=cmd_sweep)
+
+    s = sub.add_parser("report", help="tidy CSV, figure and book page of a sweep")
+    s.add_argument("name")
+    s.set_defaults(func=cmd_report)
 
     s = sub.add_parser("ledger", help="print the claims ledger")
     s.add_argument("--json", action="store_true")

@@ -61,9 +61,16 @@ class StudyEntry:
         return importlib.import_module(self.module_name)
 
 
+EXTRA_ENV = "NNSENS_EXTRA_STUDIES"
+
+
 @lru_cache(maxsize=1)
 def catalog() -> dict[str, StudyEntry]:
-    """All 68 studies keyed by id, with the module of those implemented."""
+    """All 68 studies keyed by id, with the module of those implemented.
+
+    ``NNSENS_EXTRA_STUDIES="P99=some.module,..."`` registers study modules outside the package (tests, and studies
+    under development); its notebook is ``notebooks/P99_<rest of the module name>.ipynb``.
+    """
     modules = {}
     for path in (Path(__file__).parent / "studies").glob("p*.py"):
         m = _STUDY_RE.match(path.name)
@@ -71,7 +78,14 @@ def catalog() -> dict[str, StudyEntry]:
             modules[f"P{m.group(1)}"] = f"nnsens.studies.{path.stem}"
     with open(Path(__file__).parent / "catalog.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    return {r["id"]: StudyEntry(r["id"], r["part"], r["fidelity"], r["title"], modules.get(r["id"])) for r in rows}
+    entries = {r["id"]: StudyEntry(r["id"], r["part"], r["fidelity"], r["title"], modules.get(r["id"])) for r in rows}
+    for item in filter(None, os.environ.get(EXTRA_ENV, "").split(",")):
+        sid, _, module = item.partition("=")
+        sid = sid.strip().upper()
+        base = entries.get(sid)
+        entries[sid] = StudyEntry(sid, base.part if base else "IV", base.fidelity if base else "high",
+                                  base.title if base else module.strip(), module.strip())
+    return entries
 
 
 def get(study_id: str) -> StudyEntry:

@@ -37,6 +37,22 @@ CREATE TABLE IF NOT EXISTS claims (
     note      TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX IF NOT EXISTS claims_run ON claims (run_id);
+CREATE TABLE IF NOT EXISTS sweeps (
+    name       TEXT PRIMARY KEY,
+    study      TEXT NOT NULL,
+    scale      TEXT NOT NULL,
+    engine     TEXT NOT NULL,
+    definition TEXT NOT NULL,
+    created    REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS sweep_points (
+    sweep     TEXT NOT NULL REFERENCES sweeps (name),
+    point     INTEGER NOT NULL,
+    params    TEXT NOT NULL,
+    cache_key TEXT NOT NULL,
+    run_id    INTEGER REFERENCES runs (run_id),
+    PRIMARY KEY (sweep, point)
+);
 """
 
 
@@ -129,6 +145,49 @@ class Store:
         with self._connect() as con:
             ids = [r[0] for r in con.execute(sql + " ORDER BY run_id", args)]
         return [self.get(i) for i in ids]
+
+    def add_sweep(self, name: str, study: str, scale: str, engine: str, definition: dict[str, Any],
+                  params: list[dict[str, Any]], keys: list[str], *, resume: bool = False) -> None:
+        """Register a sweep and its points; an existing name must be resumed, with the same definition."""
+        spec = json.dumps({"study": study, "scale": scale, "definition": definition}, sort_keys=True, default=str)
+        with self._connect() as con:
+            row = con.execute("SELECT study, scale, definition FROM sweeps WHERE name = ?", (name,)).fetchone()
+            if row is not None:
+                old = json.dumps({"study": row["study"], "scale": row["scale"],
+                                  "definition": json.loads(row["definition"])}, sort_keys=True, default=str)
+                if old != spec:
+                    raise ValueError(f"A sweep named {name!r} exists with another definition; choose another name.")
+                if not resume:
+                    raise ValueError(f"A sweep named {name!r} exists; pass --resume to complete it.")
+                return
+            con.execute("INSERT INTO sweeps VALUES (?,?,?,?,?,?)",
+                        (name, study, scale, engine, json.dumps(definition, default=str), time.time()))
+            rows = [(name, i, json.dumps(p, sort_keys=True), k) for i, (p, k) in enumerate(zip(params, keys))]
+            con.executemany("INSERT INTO sweep_points (sweep, point, params, cache_key) VALUES (?,?,?,?)", rows)
+
+    def link_sweep_run(self, name: str, point: int, run_id: int) -> None:
+        """Tie a sweep's point to the run that answers it (the latest one)."""
+        with self._connect() as con:
+            con.execute("UPDATE sweep_points SET run_id = ? WHERE sweep = ? AND point = ?", (run_id, name, point))
+
+    def sweep(self, name: str) -> dict[str, Any]:
+        """A sweep's definition and its points, each with its run (or None when not yet run)."""
+        with self._connect() as con:
+            row = con.execute("SELECT * FROM sweeps WHERE name = ?", (name,)).fetchone()
+            if row is None:
+                names = [r[0] for r in con.execute("SELECT name FROM sweeps ORDER BY name")]
+                raise KeyError(f"No sweep named {name!r} in {self.path}. Known sweeps: {', '.join(names) or 'none'}.")
+            points = con.execute("SELECT * FROM sweep_points WHERE sweep = ? ORDER BY point", (name,)).fetchall()
+        out = dict(row)
+        out["definition"] = json.loads(out["definition"])
+        out["points"] = [{"point": p["point"], "params": json.loads(p["params"]),
+                          "run": self.get(p["run_id"]) if p["run_id"] is not None else None} for p in points]
+        return out
+
+    def sweeps(self) -> list[str]:
+        """Names of all sweeps in the store."""
+        with self._connect() as con:
+            return [r[0] for r in con.execute("SELECT name FROM sweeps ORDER BY name")]
 
     def best(self, study: str) -> dict[str, Any] | None:
         """The run a study's chapter and ledger show: the latest completed one at the largest scale."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 
 import nbformat
@@ -14,6 +15,7 @@ class Config(StudyConfig):
     message: str = param("hello", doc="any text; must arrive in the kernel as written")
     n: int = param(3, low=1, high=100)
     fail: bool = param(False, doc="raise inside run()")
+    sleep: float = param(0.0, low=0.0, high=60.0, doc="seconds to wait inside run()")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ PAPER = Paper(title="Echo", authors="Nobody", year=2026)
 
 
 def run(cfg: Config) -> Result:
+    time.sleep(cfg.sleep)
     if cfg.fail:
         raise RuntimeError("planted failure in P99")
     return Result(cfg.message, {"n": float(cfg.n), "message_length": float(len(cfg.message))})
@@ -38,7 +41,7 @@ CLAIMS = (Claim("c1_n_large", "n is at least 5", lambda r: compare(r.metrics["n"
 def write_notebook(path) -> None:
     """The study's notebook, in the layout every chapter follows."""
     nb = nbformat.v4.new_notebook()
-    params = nbformat.v4.new_code_cell('seed = 0\ndevice = "cpu"\nmessage = "hello"\nn = 3\nfail = False')
+    params = nbformat.v4.new_code_cell('seed = 0\ndevice = "cpu"\nmessage = "hello"\nn = 3\nfail = False\nsleep = 0.0')
     params.metadata["tags"] = ["parameters"]
     claims = nbformat.v4.new_code_cell("from nnsens.record import finish\nclaims = finish(cfg, result)\nclaims")
     claims.metadata["tags"] = ["nbval-check-output"]
@@ -47,7 +50,7 @@ def write_notebook(path) -> None:
         params,
         nbformat.v4.new_code_cell(
             "from p99_echo import Config, run\n"
-            "cfg = Config(seed=seed, device=device, message=message, n=n, fail=fail)\nresult = run(cfg)"
+            "cfg = Config(seed=seed, device=device, message=message, n=n, fail=fail, sleep=sleep)\nresult = run(cfg)"
         ),
         claims,
     ]
