@@ -9,11 +9,12 @@ import sys
 import time
 from pathlib import Path
 
-from nnsens import registry
+from nnsens import registry, sweep, sweep_report
 from nnsens.ledger import render_markdown
 from nnsens.store import Store
 
 GENERATED = Path("book") / "_generated"
+SWEEP_FILES = Path("sweeps")
 
 
 def run_all(scale: str, *, jobs: int, out_root: str | None = None, force: bool = False) -> list[str]:
@@ -52,6 +53,24 @@ def run_all(scale: str, *, jobs: int, out_root: str | None = None, force: bool =
     return failed
 
 
+def run_sweeps(scale: str, *, jobs: int, store: Store) -> list[str]:
+    """Run every committed sweep file (``sweeps/*.yaml``) at ``scale`` on a local cluster; return those that failed.
+
+    Points already in the store are skipped, so a second ``make book`` only runs what changed.
+    """
+    failed = []
+    for path in sorted((registry.project_root() / SWEEP_FILES).glob("*.yaml")):
+        data = sweep.load_file(path)
+        axes = {k: sweep.expand_values(k, v) for k, v in data["grid"].items()}
+        plan = sweep.plan(data["name"], data["study"], scale, axes, fixed=data.get("params") or {},
+                          engine=data.get("engine", "papermill"), description=data.get("description", ""))
+        print(sweep.describe(plan))
+        summary = sweep.execute(plan, store=store, workers=jobs, resume=True)
+        if summary.failed:
+            failed.append(plan.name)
+    return failed
+
+
 def assemble(store: Store, root: Path | None = None) -> None:
     """Copy each study's chapter notebook (the store's best run, else the committed smoke notebook) and write
     the ledger and the per-part study lists into ``book/_generated``."""
@@ -66,6 +85,13 @@ def assemble(store: Store, root: Path | None = None) -> None:
             source = entry.notebook
         shutil.copy(source, gen / "studies" / f"{entry.slug}.ipynb")
     (gen / "ledger.md").write_text(render_markdown(store))
+    known = set(store.sweeps())
+    for name in sorted(known):
+        sweep_report.write_report(store, name, root=root)
+    for path in sorted((root / SWEEP_FILES).glob("*.yaml")):
+        data = sweep.load_file(path)
+        if data["name"] not in known:
+            sweep_report.placeholder_page(data["name"], data, root=root)
     for part, _title in registry.PARTS.items():
         lines = ["| id | fidelity | paper | chapter |", "| --- | --- | --- | --- |"]
         for e in registry.catalog().values():

@@ -80,8 +80,10 @@ def cmd_book_run(args: argparse.Namespace) -> int:
 
     scale = runner.resolve_scale(args.scale)
     failed = book.run_all(scale, jobs=args.jobs, out_root=args.out_root, force=args.force)
+    if not args.no_sweeps:
+        failed += book.run_sweeps(args.sweep_scale or scale, jobs=args.jobs, store=runner.default_store())
     if failed:
-        print(f"error: {len(failed)} studies failed: {', '.join(failed)}", file=sys.stderr)
+        print(f"error: {len(failed)} studies or sweeps failed: {', '.join(failed)}", file=sys.stderr)
         return 1
     return 0
 
@@ -186,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--jobs", type=int, default=2)
     s.add_argument("--out-root", default=None)
     s.add_argument("--force", action="store_true")
+    s.add_argument("--no-sweeps", action="store_true", help="skip the committed sweeps (sweeps/*.yaml)")
+    s.add_argument("--sweep-scale", default=None, help="scale of the committed sweeps (default: --scale)")
     s.set_defaults(func=cmd_book_run)
     s = b.add_parser("build", help="assemble chapters and ledger from the store, render HTML")
     s.add_argument("--html", default=".", help="output root (the index is <html>/_build/html/index.html)")

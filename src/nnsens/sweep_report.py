@@ -51,6 +51,19 @@ def summary_table(tidy: pd.DataFrame, x: str, hue: str | None, metrics: list[str
     return stats.pivot(index=keys, columns="metric", values="cell")[metrics]
 
 
+def placeholder_page(name: str, data: dict[str, Any], root: Path | None = None) -> Path:
+    """The page of a committed sweep file that has no run in the store yet."""
+    root = root or registry.project_root()
+    entry = registry.get(data["study"])
+    pages = root / SWEEP_PAGES
+    pages.mkdir(parents=True, exist_ok=True)
+    page = pages / f"{name}.md"
+    page.write_text(f"# Sweep `{name}`: {entry.id}\n\n{data.get('description', '')}\n\n"
+                    f"This sweep has not been run in this build's results store. Run it with\n\n"
+                    f"```bash\nnnsens sweep --file sweeps/{name}.yaml --resume\nnnsens report {name}\n```\n")
+    return page
+
+
 def write_report(store: Store, name: str, *, root: Path | None = None, csv_dir: Path | None = None,
                  description: str = "") -> dict[str, Path]:
     """Write ``<name>.csv``, ``<name>.png`` and the book page ``book/_generated/sweeps/<name>.md``."""
