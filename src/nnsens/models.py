@@ -73,7 +73,7 @@ class BatchedMLP(nn.Module):
         for k, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
             x = torch.baddbmm(b.unsqueeze(1), x, w.transpose(1, 2))  # (R, B, in) @ (R, in, out) -> (R, B, out)
             if k < last:
-                x = torch.relu(x)
+                x = torch.relu_(x)  # in place is safe: baddbmm's backward needs its inputs, not its output
         return x
 
     def member(self, r: int) -> MLP:
