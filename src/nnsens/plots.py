@@ -90,6 +90,12 @@ def p21_chaos(result):
 _P39_TITLES = {"cnn": "digits CNN", "mlp": "mnist1d MLP"}
 
 
+def _p39_layer_label(name, j):
+    """``conv1.weight`` → ``conv1``; an nn.Sequential's ``2.weight`` → ``fc2 (#2)``."""
+    short = name.replace(".weight", "")
+    return f"fc{j + 1} (#{short})" if short.isdigit() else short
+
+
 def _p39_plain_log(ax):
     """Label only the decades of log axes (minor labels overlap on short ranges)."""
     from matplotlib.ticker import NullFormatter
@@ -116,9 +122,9 @@ def p39_layer_traces(result):
             ax.scatter(*zip(*ex), marker="x", color="C3", s=60, zorder=3, label="Tr(H)/n, exact")
         ax.scatter(k, r.eig, marker="D", color="C2", s=25, zorder=3, label="λ_max(H)")
         ax.set_yscale("log")
-        ax.set_xticks(k, [n.replace(".weight", "") for n in r.layers], fontsize="small")
+        ax.set_xticks(k, [_p39_layer_label(n, j) for j, n in enumerate(r.layers)], fontsize="small")
         ax.set(title=f"{_P39_TITLES[m]} (seed {r.seed})", ylabel="curvature of the layer's block")
-    axes[0][0].legend(fontsize="x-small", framealpha=0.6)
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=3, fontsize="small")
     return fig
 
 
@@ -170,4 +176,374 @@ def p39_pareto(result):
         _p39_plain_log(row[0])
         row[1].set(xlabel="average bits", ylabel="test accuracy (%)", title="picks; line = median within budget")
     axes[0][0].legend(fontsize="x-small", framealpha=0.6)
+    return fig
+
+
+# --- P46: Sobol attribution (variance-based black-box explanations) ---
+
+P46_LABELS = {"sobol": "Sobol", "rise": "RISE", "occlusion": "Occlusion", "saliency": "Saliency",
+              "integrated_gradients": "Int. Gradients", "gradcam": "Grad-CAM"}
+
+
+def p46_ishigami(result):
+    """Estimated vs analytic first-order and total Sobol indices of the Ishigami function."""
+    import numpy as np
+
+    fig, ax = figure(width=5.0)
+    x = np.arange(3)
+    ish = result.ishigami
+    for k, (key, label) in enumerate([("first", "first order"), ("total", "total")]):
+        ax.bar(x + (k - 0.5) * 0.38, ish[key], width=0.36, label=f"{label}: estimate", color=f"C{k}")
+        ax.scatter(x + (k - 0.5) * 0.38, ish[f"{key}_true"], marker="_", s=400, color="black", zorder=3,
+                   label="analytic" if k == 0 else None)
+    ax.set_xticks(x, ["$x_1$", "$x_2$", "$x_3$"])
+    ax.set_ylabel("Sobol index")
+    ax.set_title("Ishigami (a = 7, b = 0.1), $2^{12}$ QMC base points", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def p46_maps(result, task: str, methods=None):
+    """Example images (planted cells outlined) and each method's map, one row per image."""
+    import matplotlib.patches as patches
+
+    ex = result.examples[task]
+    methods = [m for m in (methods or P46_LABELS) if m in ex]
+    k = ex["image"].shape[0]
+    fig, axes = figure(len(methods) + 1, k, width=1.7, height=1.7, squeeze=False)
+    for i in range(k):
+        axes[i, 0].imshow(ex["image"][i], cmap="gray", vmin=0, vmax=1)
+        if "evidence" in ex:
+            g = ex["evidence"].shape[-1]
+            s = ex["image"].shape[-1] / g
+            for r, c in zip(*ex["evidence"][i].nonzero()):
+                axes[i, 0].add_patch(patches.Rectangle((c * s - 0.5, r * s - 0.5), s, s, fill=False, ec="red", lw=1.5))
+        for j, m in enumerate(methods, start=1):
+            axes[i, j].imshow(ex[m][i], cmap="magma")
+            if i == 0:
+                axes[i, j].set_title(P46_LABELS[m], fontsize=9)
+    axes[0, 0].set_title("image", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    return fig
+
+
+def p46_deletion_curves(result):
+    """Mean deletion curves (softmax probability of the target vs fraction of pixels set to 0), per task."""
+    import numpy as np
+
+    tasks = list(result.curves)
+    fig, axes = figure(len(tasks), width=4.2, squeeze=False)
+    for ax, task in zip(axes[0], tasks):
+        for k, (m, curve) in enumerate(result.curves[task].items()):
+            frac = np.linspace(0, 1, len(curve))
+            auc = result.deletion[task][m]
+            ax.plot(frac, curve, label=f"{P46_LABELS[m]} ({auc:.3f})", color=f"C{k}", lw=2 if m == "sobol" else 1.2)
+        ax.set_xlabel("fraction of pixels deleted")
+        ax.set_title(f"{task}: deletion (AUC)", fontsize=10)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("target probability")
+    return fig
+
+
+def p46_budget(result):
+    """Sobol with N designs: OR top-2 rate and single-task deletion AUC against forwards per image (the sweep's
+    images, with occlusion and RISE on the same images for reference)."""
+    fig, axes = figure(2, width=4.2)
+    f = [r["forwards"] for r in result.sweep]
+    axes[0].plot(f, [r["or_top2"] for r in result.sweep], marker="o", label="Sobol (N designs)")
+    ref = result.sweep_reference
+    axes[0].axhline(ref["occlusion_or_top2"], color="C2", ls="--", label="occlusion (65 fwd)")
+    axes[0].axhline(0.9, color="gray", ls=":", lw=1, label="check 2: 0.9")
+    axes[0].set_ylim(-0.05, 1.05)
+    axes[0].set_ylabel("both planted cells in top 2")
+    axes[0].set_title("OR task", fontsize=10)
+    axes[1].plot(f, [r["deletion_single"] for r in result.sweep], marker="o", label="Sobol (N designs)")
+    axes[1].scatter([result.forwards["rise"]], [ref["rise_deletion_single"]], color="C1", zorder=3,
+                    label=f"RISE ({result.forwards['rise']} masks)")
+    axes[1].set_ylabel("deletion AUC (lower is better)")
+    axes[1].set_title("single-patch task", fontsize=10)
+    for ax, key in zip(axes, ("or_top2", "deletion_single")):
+        ax.set_xscale("log", base=2)
+        ax.set_xlabel("forwards per image")
+        for r in result.sweep:
+            ax.annotate(f"N={r['n_designs']}", (r["forwards"], r[key]), xytext=(0, 6), textcoords="offset points",
+                        fontsize=7, ha="center", color="C0")
+        ax.legend(fontsize=7)
+    return fig
+
+
+# --- P40: numerical precision (knees over mantissa bits, forward error scaling)
+def p40_knees(result):
+    """Test accuracy against mantissa bits m for each (lr, rounding) cell, one panel per width: the m the knee
+    bisection probed (mean over seeds), FP32 as a dotted line, the 5-point band and the knee m_c marked."""
+    widths = sorted({c.width for c in result.cells})
+    fig, axes = figure(len(widths), width=4.0, squeeze=False)
+    styles = {"toward_zero": ("-", "o", "truncation"), "nearest": ("--", "s", "RN-even")}
+    lrs = sorted({c.lr for c in result.cells}, reverse=True)
+    for ax, w in zip(axes[0], widths):
+        for k, lr in enumerate(lrs):
+            for rounding, (ls, mk, label) in styles.items():
+                c = result.cell(w, lr, rounding)
+                ms = sorted(c.acc)
+                ax.plot(ms, [100 * c.acc[m] for m in ms], ls=ls, marker=mk, color=f"C{k}", ms=4,
+                        label=f"lr {lr:g}, {label} (m_c={c.knee}{'*' if c.censored else ''})")
+                if rounding == "nearest":
+                    ax.axhline(100 * c.fp32_acc, color=f"C{k}", ls=":", lw=1)
+                    ax.axhspan(100 * c.fp32_acc - 5, 100 * c.fp32_acc, color=f"C{k}", alpha=0.08)
+        ax.set_xlabel("mantissa bits m")
+        ax.set_title(f"width {w}", fontsize=10)
+        ax.legend(fontsize=6)
+    axes[0, 0].set_ylabel("test accuracy (%)")
+    return fig
+
+
+def p40_forward_error(result):
+    """Median relative logit error of FP32-trained nets whose weights are rounded to m bits, per depth (log2 scale,
+    mean over seeds): truncation (solid) and round-to-nearest (dashed); the grey line has slope −1."""
+    import numpy as np
+
+    fig, axes = figure(1, width=5.0)
+    ax = axes
+    m = np.asarray(result.forward_m)
+    depths = sorted({d for _, d in result.forward_err})
+    for k, d in enumerate(depths):
+        for rounding, ls in (("toward_zero", "-"), ("nearest", "--")):
+            err = np.exp(np.log(result.forward_err[(rounding, d)]).mean(axis=0))
+            ax.plot(m, err, ls=ls, marker="o", ms=3, color=f"C{k}",
+                    label=f"{d} hidden, {'truncation' if rounding == 'toward_zero' else 'RN-even'}")
+    ref = np.exp(np.log(result.forward_err[("toward_zero", depths[0])]).mean(axis=0))[0] * 2.0 ** -(m - m[0])
+    ax.plot(m, ref, color="gray", lw=1, ls=":", label="slope −1")
+    ax.set_yscale("log", base=2)
+    ax.set_xlabel("mantissa bits m (weights only)")
+    ax.set_ylabel("median ‖f_m(x) − f(x)‖ / ‖f(x)‖")
+    ax.legend(fontsize=7)
+    return fig
+
+
+# --- P53: GFWSVD (Fisher-weighted low-rank compression) ---
+
+P53_LABELS = {"svd": "SVD", "fwsvd": "FWSVD (diag)", "svd_llm": "SVD-LLM (whiten)", "kfac": "K-FAC",
+               "gfwsvd": "GFWSVD (NKP)"}
+
+
+def p53_accuracy(result):
+    """Test accuracy (left) and test loss (right) of the main MLP against the fraction of weights removed in every
+    compressed layer, one line per method: mean over seeds, bars = min..max over seeds; dotted = uncompressed."""
+    import numpy as np
+
+    fig, axes = figure(2, width=4.4)
+    ratios = 100 * np.asarray(result.ratios)
+    for key, ax, scale in (("acc", axes[0], 100), ("loss", axes[1], 1)):
+        vals = scale * np.stack([getattr(r, key) for r in result.runs])  # (seeds, methods, ratios)
+        for i, m in enumerate(result.methods):
+            mean, lo, hi = vals[:, i].mean(0), vals[:, i].min(0), vals[:, i].max(0)
+            ax.errorbar(ratios + (i - 2) * 0.6, mean, yerr=[mean - lo, hi - mean], marker="o", ms=4, capsize=2,
+                        label=P53_LABELS[m], color=f"C{i}")
+        fp = np.mean([r.fp_acc if key == "acc" else r.fp_loss for r in result.runs]) * scale
+        ax.axhline(fp, color="k", ls=":", lw=1)
+        ax.set(xlabel="weights removed per compressed layer (%)",
+               ylabel="test accuracy (%)" if key == "acc" else "test loss")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=5, fontsize="small")
+    return fig
+
+
+def p53_prediction(result):
+    """Auxiliary 32×40 layer, first seed: ½ΔᵀFΔ with the full empirical Fisher against the actual test-loss increase,
+    every method × ratio (marker size grows with the ratio), and the relative error ‖F − F̃‖/‖F‖ of the Fisher
+    approximations (right)."""
+    import numpy as np
+
+    r = result.runs[0]
+    fig, axes = figure(2, width=4.4)
+    ax = axes[0]
+    sizes = 15 + 60 * np.arange(len(result.ratios)) / max(1, len(result.ratios) - 1)
+    for i, m in enumerate(result.methods):
+        ax.scatter(r.aux.predicted[i], r.aux.actual[i], s=sizes, color=f"C{i}", label=P53_LABELS[m], alpha=0.8)
+    lim = [min(r.aux.predicted.min(), r.aux.actual.min()), max(r.aux.predicted.max(), r.aux.actual.max())]
+    ax.plot(lim, lim, color="gray", lw=0.8, ls=":")
+    ax.set(xlabel="predicted ½ΔᵀFΔ", ylabel="actual test-loss increase", title=f"seed {r.seed}: ρ = {r.aux.rho:.2f}")
+    ax.legend(fontsize="x-small")
+    errs = np.array([[x.aux.err_diag, x.aux.err_kfac, x.aux.err_nkp] for x in result.runs])
+    axes[1].bar(range(3), errs.mean(0), yerr=[errs.mean(0) - errs.min(0), errs.max(0) - errs.mean(0)], capsize=3,
+                color=["C1", "C3", "C4"])
+    axes[1].set_xticks(range(3), ["diag(F)", "α·K-FAC", "nearest B⊗A"])
+    axes[1].set(ylabel="‖F − F̃‖_F / ‖F‖_F", title="Fisher approximations (mean, min..max)")
+    return fig
+
+
+# --- P03: LOBSTER (loss-based sensitivity regularisation) ---
+
+_P03_LABELS = {"lobster": "LOBSTER (matched)", "l2_imp": "L2 + iterative magnitude", "shuffled": "shuffled sensitivity"}
+
+
+def p03_training(result):
+    """First seed: sparsity and validation loss after each epoch, LOBSTER's own schedule and the matched runs."""
+    r = result.runs[0]
+    fig, axes = figure(2, width=4.4)
+    curves = {"LOBSTER (own schedule)": r.free, **{_P03_LABELS[m]: v for m, v in r.matched.items()}}
+    for i, (label, run) in enumerate(curves.items()):
+        style = dict(label=label, color=f"C{i}", lw=1.5, ls="-" if i == 0 else "--")
+        axes[0].plot(range(1, len(run.sparsity) + 1), [100 * s for s in run.sparsity], **style)
+        axes[1].plot(range(1, len(run.val_loss) + 1), run.val_loss, **style)
+    axes[0].set(xlabel="epoch", ylabel="sparsity (%)", title=f"seed {r.seed}")
+    axes[1].set(xlabel="epoch", ylabel="validation loss", yscale="log")
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="small")
+    return fig
+
+
+def p03_accuracy(result):
+    """Test accuracy per method, one dot per seed and the mean (bar): dense, LOBSTER with its own schedule and the
+    three runs at matched sparsity."""
+    import pandas as pd
+
+    rows = []
+    for r in result.runs:
+        rows.append({"method": "dense", "seed": r.seed, "acc": 100 * r.dense_acc})
+        rows.append({"method": f"LOBSTER own\n({100 * r.free.sparsity[-1]:.0f} % sparse)" if len(result.runs) == 1
+                     else "LOBSTER own", "seed": r.seed, "acc": 100 * r.free_acc})
+        for m, a in r.matched_acc.items():
+            rows.append({"method": _P03_LABELS[m].replace(" (matched)", "").replace(" + ", " +\n").replace(
+                "shuffled sensitivity", "shuffled\nsensitivity") + f"\n@{100 * result.target:g} %", "seed": r.seed,
+                "acc": 100 * a})
+    df = pd.DataFrame(rows)
+    fig, ax = figure(width=7.0, height=3.4)
+    sns.barplot(data=df, x="method", y="acc", errorbar=None, color="C0", alpha=0.35, ax=ax)
+    sns.stripplot(data=df, x="method", y="acc", color="C0", size=6, ax=ax)
+    ax.set(xlabel="", ylabel="test accuracy (%)")
+    ax.tick_params(axis="x", labelsize="small")
+    return fig
+
+
+def p03_zeroing(result):
+    """Validation-loss increase after zeroing a fraction of LOBSTER's surviving weights: the lowest-|∂L/∂w| ones
+    against random ones (mean of the random draws), per seed."""
+    import pandas as pd
+
+    rows = [{"fraction": f"{100 * f:g} %", "choice": choice, "seed": r.seed, "increase": inc}
+            for r in result.runs for f in result.zero_fractions
+            for choice, inc in (("lowest |dL/dw|", r.zero_grad[f]), ("random (mean)", r.zero_random[f]))]
+    fig, ax = figure(width=4.8)
+    sns.barplot(data=pd.DataFrame(rows), x="fraction", y="increase", hue="choice", errorbar=None, ax=ax, alpha=0.8)
+    ax.set(xlabel="surviving weights zeroed", ylabel="validation-loss increase", yscale="symlog")
+    ax.legend(fontsize="small")
+    return fig
+
+
+# --- P22: Hessian-aware pruning (channel-wise Hessian traces, structured pruning) ---
+
+_P22_LABELS = {"hap": "HAP (Hessian trace·‖w‖²)", "l1": "L1 magnitude", "random": "random"}
+
+
+def p22_accuracy(result):
+    """Test accuracy against the fraction of conv channels removed, mean over seeds (±1 sd band): one-shot
+    (dashed) and after fine-tuning (solid), per ranking; the dense network's accuracy as a grey line."""
+    import numpy as np
+
+    fig, ax = figure(width=5.2, height=3.6)
+    ratios = np.array(sorted(result.ratios))
+    for i, m in enumerate(_P22_LABELS):
+        for tuned, style in ((False, "--"), (True, "-")):
+            acc = np.array([[100 * (r.tuned if tuned else r.oneshot)[(m, q)] for q in ratios] for r in result.runs])
+            mean, sd = acc.mean(0), acc.std(0)
+            ax.plot(ratios, mean, style, marker="o", color=f"C{i}",
+                    label=f"{_P22_LABELS[m]}, {'fine-tuned' if tuned else 'one-shot'}")
+            if len(result.runs) > 1:
+                ax.fill_between(ratios, mean - sd, mean + sd, color=f"C{i}", alpha=0.12)
+    ax.axhline(result.dense(), color="0.4", lw=1, label="dense")
+    ax.set(xlabel="fraction of conv channels removed", ylabel="test accuracy (%)", xticks=ratios)
+    ax.legend(fontsize="x-small", loc="lower left")
+    return fig
+
+
+def p22_channel_traces(result):
+    """Claim 1 on the tiny MLP (first seed): each output channel's Hutchinson trace (±2 SE) against its exact
+    trace from torch.func.hessian; the line is y = x."""
+    c = result.mlp[0]
+    fig, ax = figure(width=4.2, height=3.6)
+    ax.errorbar(c.channel_exact, c.channel_est, yerr=2 * c.channel_se, fmt="o", ms=4, capsize=2)
+    lo, hi = min(c.channel_exact.min(), c.channel_est.min()), max(c.channel_exact.max(), c.channel_est.max())
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1)
+    ax.set(xlabel="exact channel trace Tr(H_c)", ylabel="Hutchinson estimate (±2 SE)",
+           title=f"tiny MLP, Spearman ρ = {c.rho:.2f}")
+    return fig
+
+
+def p22_kept_channels(result, ratio: float | None = None):
+    """Channels each ranking keeps in each conv layer at ``ratio`` (default: the largest), first seed."""
+    import numpy as np
+
+    ratio = max(result.ratios) if ratio is None else ratio
+    r = result.runs[0]
+    fig, ax = figure(width=4.6, height=3.4)
+    k = np.arange(len(result.channels))
+    ax.bar(k - 0.3, result.channels, 0.2, color="0.8", label="dense")
+    for i, m in enumerate(_P22_LABELS):
+        ax.bar(k - 0.1 + 0.2 * i, r.kept[(m, ratio)], 0.2, color=f"C{i}", label=_P22_LABELS[m])
+    ax.set_xticks(k, [f"conv{j + 1}" for j in k])
+    ax.set(ylabel="channels kept", title=f"{100 * ratio:.0f} % of channels removed (seed {r.seed})")
+    ax.legend(fontsize="x-small")
+    return fig
+
+
+# --- P45: Pychop (accuracy under emulated float formats and rounding modes)
+def p45_ptq_curves(result):
+    """Post-training emulation: accuracy drop (points, mean over seeds) against significand bits t of the custom
+    formats, one line per rounding mode, one panel per classifier; the dotted line is the 1-point tolerance."""
+    from nnsens.studies.p45_pychop import is_custom
+
+    ts = sorted(int(f[1:]) for f in result.formats if is_custom(f))
+    models = sorted({m for m, _ in result.fp32_acc})
+    fig, axes = figure(len(models), width=4.2, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        for k, mode in enumerate(result.modes):
+            ax.plot(ts, [result.mean_ptq_drop(model, f"t{t}", mode) for t in ts], marker="o", ms=3,
+                    color=f"C{k}", label=mode, lw=2 if mode == "nearest" else 1.2)
+        ax.axhline(1.0, color="gray", ls=":", lw=1)
+        ax.set_yscale("symlog", linthresh=1.0)
+        ax.set_xlabel("significand bits t")
+        ax.set_title(f"{model}: FP32 accuracy {100 * result.metrics[f'{model}_fp32_acc']:.1f} %", fontsize=10)
+        ax.legend(fontsize=7)
+    axes[0, 0].set_ylabel("accuracy drop (points)")
+    return fig
+
+
+def p45_named_formats(result):
+    """Accuracy drop (points, mean over seeds) of every emulated format and rounding mode, per classifier."""
+    import numpy as np
+
+    models = sorted({m for m, _ in result.fp32_acc})
+    fig, axes = figure(len(models), width=4.6, height=0.28 * len(result.formats) + 1.4, squeeze=False)
+    for ax, model in zip(axes[0], models):
+        table = np.array([[result.mean_ptq_drop(model, f, mode) for mode in result.modes] for f in result.formats])
+        im = ax.imshow(np.clip(table, -1, 100), cmap="magma_r", aspect="auto", vmin=-1, vmax=50)
+        ax.set_xticks(range(len(result.modes)), result.modes, rotation=30, fontsize=7)
+        ax.set_yticks(range(len(result.formats)), result.formats, fontsize=7)
+        for i in range(table.shape[0]):
+            for j in range(table.shape[1]):
+                ax.text(j, i, f"{table[i, j]:.1f}", ha="center", va="center", fontsize=6,
+                        color="white" if table[i, j] > 25 else "black")
+        ax.set_title(model, fontsize=10)
+        ax.grid(False)
+    fig.colorbar(im, ax=axes[0, -1], label="drop (points)")
+    return fig
+
+
+def p45_training(result):
+    """Low-precision training at t = qat_t: accuracy drop against FP32 (points, mean over seeds) per setting."""
+    from nnsens.studies.p45_pychop import QAT_SETTINGS, qat_drop
+
+    models = sorted({m for m, _ in result.fp32_acc})
+    fig, ax = figure(1, width=5.0)
+    w = 0.8 / len(QAT_SETTINGS)
+    for k, s in enumerate(QAT_SETTINGS):
+        ax.bar([i + k * w for i in range(len(models))], [qat_drop(result, m, s) for m in models], width=w,
+               label=s.replace("_", " "), color=f"C{k}")
+    ax.axhline(2.0, color="gray", ls=":", lw=1)
+    ax.axhline(5.0, color="gray", ls="--", lw=1)
+    ax.set_xticks([i + 0.4 - w / 2 for i in range(len(models))], models)
+    ax.set_ylabel("accuracy drop vs FP32 (points)")
+    ax.legend(fontsize=7)
     return fig
