@@ -38,7 +38,7 @@ nbval: venv
 
 smoke-book: venv
 	rm -rf _build/smoke
-	NNSENS_STORE=_build/smoke/nnsens.sqlite $(BIN)/nnsens book run --scale smoke --jobs $(JOBS) --out-root _build/smoke/runs
+	NNSENS_STORE=_build/smoke/nnsens.sqlite $(BIN)/nnsens book run --scale smoke --jobs $(JOBS) --out-root _build/smoke/runs --no-sweeps
 	NNSENS_STORE=_build/smoke/nnsens.sqlite $(BIN)/nnsens book build --html _build/smoke
 
 bench: venv
