@@ -14,6 +14,7 @@ import math
 import os
 import platform
 import subprocess
+from functools import lru_cache
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,12 @@ def judge(claims: Any, result: Any) -> list[dict[str, Any]]:
 
 def package_versions() -> dict[str, str]:
     """Versions of the packages a result depends on (absent ones are skipped)."""
+    return dict(_package_versions())
+
+
+@lru_cache(maxsize=1)
+def _package_versions() -> dict[str, str]:
+    # ~55 ms of metadata look-ups: once per process (installed versions do not change under a running process)
     out = {"python": platform.python_version()}
     for name in TRACKED_PACKAGES:
         try:

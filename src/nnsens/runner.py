@@ -131,11 +131,13 @@ def default_store() -> Store:
     return Store(os.environ.get("NNSENS_STORE") or registry.project_root() / "results" / "nnsens.sqlite")
 
 
-def provenance(spec: RunSpec, key: str, engine: str, wall: float) -> dict[str, Any]:
-    """What the driver adds to a record: git state, scale, cache key, engine, wall time, host."""
+def provenance(spec: RunSpec, key: str, engine: str, wall: float,
+               git: dict[str, Any] | None = None) -> dict[str, Any]:
+    """What the driver adds to a record: git state (``git``, or read now), scale, cache key, engine, wall time,
+    host."""
     import platform
 
-    return {**git_state(registry.project_root()), "scale": spec.scale, "cache_key": key, "engine": engine,
+    return {**(git or git_state(registry.project_root())), "scale": spec.scale, "cache_key": key, "engine": engine,
             "wall_time_s": round(wall, 3), "host": platform.node()}
 
 
@@ -143,12 +145,13 @@ ENGINES = ("papermill", "direct")
 
 
 def produce(spec: RunSpec, *, engine: str = "papermill", out: str | Path | None = None,
-            threads: int | None = None, key: str | None = None) -> dict[str, Any]:
+            threads: int | None = None, key: str | None = None, git: dict[str, Any] | None = None
+            ) -> dict[str, Any]:
     """Execute ``spec`` and return its record, without touching any store; a failure is a record too.
 
     ``engine="papermill"`` executes the study's notebook in a fresh kernel; ``engine="direct"`` calls the study's
     ``run(cfg)`` in this process (warm imports, no notebook) and builds the same record. This is what a sweep's
-    workers call; the driver stores what they return.
+    workers call; the driver stores what they return (and reads the git state once, passing it as ``git``).
     """
     if engine not in ENGINES:
         raise ValueError(f"The 'engine' parameter must be one of {', '.join(map(repr, ENGINES))}. Got {engine!r}.")
@@ -163,7 +166,8 @@ def produce(spec: RunSpec, *, engine: str = "papermill", out: str | Path | None 
         record = {"study": spec.study, "params": spec.params, "metrics": {}, "claims": [], "provenance": {}}
     record.update(scale=spec.scale, cache_key=key, notebook=notebook, engine=engine, started=started,
                   finished=finished, status="failed" if error else "completed", error=error)
-    record["provenance"] = {**record.get("provenance", {}), **provenance(spec, key, engine, finished - started)}
+    record["provenance"] = {**record.get("provenance", {}),
+                            **provenance(spec, key, engine, finished - started, git)}
     return record
 
 

@@ -117,10 +117,10 @@ def plan(name: str, study: str, scale: str, axes: dict[str, list[Any]], *, fixed
     return SweepPlan(name, registry.get(study).id, scale, typed_axes, fixed, engine, points, description)
 
 
-def _run_point(spec: runner.RunSpec, engine: str, out: str | None, key: str) -> dict[str, Any]:
+def _run_point(spec: runner.RunSpec, engine: str, out: str | None, key: str, git: dict[str, Any]) -> dict[str, Any]:
     """Executed inside a Dask worker: one run, one thread, never raises for a study failure."""
     try:
-        return runner.produce(spec, engine=engine, out=out, threads=1, key=key)
+        return runner.produce(spec, engine=engine, out=out, threads=1, key=key, git=git)
     except Exception as exc:  # a failure of the machinery itself is still a record
         import traceback
 
@@ -153,8 +153,11 @@ def execute(sweep: SweepPlan, *, store: Store, workers: int = 2, scheduler: str 
     from dask.distributed import as_completed
     from tqdm import tqdm
 
+    from nnsens.record import git_state
+
     t0 = time.time()
     keys = [runner.cache_key(p) for p in sweep.points]
+    git = git_state(registry.project_root())  # once for the sweep: the driver's checkout is what ran
     store.add_sweep(sweep.name, sweep.study, sweep.scale, sweep.engine,
                     {"axes": sweep.axes, "fixed": sweep.fixed, "description": sweep.description},
                     [p.params for p in sweep.points], keys,
@@ -177,7 +180,7 @@ def execute(sweep: SweepPlan, *, store: Store, workers: int = 2, scheduler: str 
             futures = {}
             for i, spec, key in todo:
                 out = str(Path(out_root) / f"{sweep.name}-{i:04d}") if out_root else None
-                fut = client.submit(_run_point, spec, sweep.engine, out, key, pure=False, resources=resources)
+                fut = client.submit(_run_point, spec, sweep.engine, out, key, git, pure=False, resources=resources)
                 futures[fut] = (i, spec, key)
             for fut in as_completed(futures):
                 i, spec, key = futures[fut]
