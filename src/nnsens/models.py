@@ -130,3 +130,45 @@ class SmallCNN(nn.Module):
         if self.pool == "max":
             return self.fc(h.amax(dim=(2, 3)))
         return self.fc2(self.act(self.fc1(h.flatten(1))))
+
+
+class ConvNet(nn.Module):
+    """A stack of 3x3 conv + ReLU layers (``channels``), 2x2 max pooling after the convs listed in ``pool_after``,
+    then a linear head: on the flattened last feature map when ``image_size`` is given (its side shrinks to
+    image_size // 2**len(pool_after)), on its global average otherwise. (N, C, H, W) → (N, n_classes).
+
+    ``ConvNet(channels=(32, 64, 64), pool_after=(0, 1), image_size=8)`` is P22's 3-conv + FC CNN for digits. Any
+    channel counts are allowed, which is what structured pruning needs: removing output channels of conv i builds a
+    ``ConvNet`` with fewer channels.
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 1,
+        n_classes: int = 10,
+        channels: tuple[int, ...] = (32, 64, 64),
+        pool_after: tuple[int, ...] = (1,),
+        image_size: int | None = None,
+    ) -> None:
+        super().__init__()
+        if len(channels) < 1 or min(channels) < 1:
+            raise ValueError(f"The 'channels' parameter of ConvNet needs positive entries. Got {channels!r} instead.")
+        if any(not 0 <= i < len(channels) for i in pool_after):
+            raise ValueError(f"The 'pool_after' parameter of ConvNet must index the convs. Got {pool_after!r}.")
+        self.channels, self.pool_after, self.image_size = tuple(channels), tuple(pool_after), image_size
+        sizes = (in_channels,) + self.channels
+        self.convs = nn.ModuleList(nn.Conv2d(a, b, 3, padding=1) for a, b in zip(sizes[:-1], sizes[1:]))
+        self.spatial = 1 if image_size is None else (image_size // 2 ** len(self.pool_after)) ** 2
+        if self.spatial < 1:
+            raise ValueError(f"The 'image_size' parameter of ConvNet is too small for {len(pool_after)} poolings. "
+                             f"Got {image_size!r}.")
+        self.fc = nn.Linear(self.channels[-1] * self.spatial, n_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for i, conv in enumerate(self.convs):
+            x = torch.relu(conv(x))
+            if i in self.pool_after:
+                x = nn.functional.max_pool2d(x, 2)
+        if self.image_size is None:
+            return self.fc(x.mean(dim=(2, 3)))  # (N, C_last) after global average pooling
+        return self.fc(x.flatten(1))  # (N, C_last · h · w), channel-major: channel c owns columns c·hw ... c·hw+hw−1

@@ -277,8 +277,8 @@ def p46_budget(result):
 
 # --- P40: numerical precision (knees over mantissa bits, forward error scaling)
 def p40_knees(result):
-    """Test accuracy against mantissa bits m for each (lr, rounding) cell, one panel per width: the m the knee
-    bisection probed (mean over seeds), FP32 as a dotted line, the 5-point band and the knee m_c marked."""
+    """Test accuracy against mantissa bits m for each (lr, rounding) cell, one panel per width (mean over seeds),
+    FP32 as a dotted line with the 5-point band below it; the legend gives each cell's knee m_c."""
     widths = sorted({c.width for c in result.cells})
     fig, axes = figure(len(widths), width=4.0, squeeze=False)
     styles = {"toward_zero": ("-", "o", "truncation"), "nearest": ("--", "s", "RN-even")}
@@ -427,7 +427,8 @@ def p03_zeroing(result):
             for choice, inc in (("lowest |dL/dw|", r.zero_grad[f]), ("random (mean)", r.zero_random[f]))]
     fig, ax = figure(width=4.8)
     sns.barplot(data=pd.DataFrame(rows), x="fraction", y="increase", hue="choice", errorbar=None, ax=ax, alpha=0.8)
-    ax.set(xlabel="surviving weights zeroed", ylabel="validation-loss increase", yscale="symlog")
+    ax.set_yscale("symlog", linthresh=1e-3)  # increases span 1e-5..10; a few may be slightly negative
+    ax.set(xlabel="surviving weights zeroed", ylabel="validation-loss increase")
     ax.legend(fontsize="small")
     return fig
 
@@ -442,19 +443,19 @@ def p22_accuracy(result):
     (dashed) and after fine-tuning (solid), per ranking; the dense network's accuracy as a grey line."""
     import numpy as np
 
-    fig, ax = figure(width=5.2, height=3.6)
+    fig, ax = figure(width=5.6, height=4.4)
     ratios = np.array(sorted(result.ratios))
     for i, m in enumerate(_P22_LABELS):
         for tuned, style in ((False, "--"), (True, "-")):
             acc = np.array([[100 * (r.tuned if tuned else r.oneshot)[(m, q)] for q in ratios] for r in result.runs])
             mean, sd = acc.mean(0), acc.std(0)
-            ax.plot(ratios, mean, style, marker="o", color=f"C{i}",
+            ax.plot(ratios, mean, style, marker="o", color=f"C{i}", mfc=f"C{i}" if tuned else "white",
                     label=f"{_P22_LABELS[m]}, {'fine-tuned' if tuned else 'one-shot'}")
             if len(result.runs) > 1:
                 ax.fill_between(ratios, mean - sd, mean + sd, color=f"C{i}", alpha=0.12)
     ax.axhline(result.dense(), color="0.4", lw=1, label="dense")
     ax.set(xlabel="fraction of conv channels removed", ylabel="test accuracy (%)", xticks=ratios)
-    ax.legend(fontsize="x-small", loc="lower left")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="x-small")
     return fig
 
 
@@ -477,14 +478,14 @@ def p22_kept_channels(result, ratio: float | None = None):
 
     ratio = max(result.ratios) if ratio is None else ratio
     r = result.runs[0]
-    fig, ax = figure(width=4.6, height=3.4)
+    fig, ax = figure(width=4.6, height=3.9)
     k = np.arange(len(result.channels))
     ax.bar(k - 0.3, result.channels, 0.2, color="0.8", label="dense")
     for i, m in enumerate(_P22_LABELS):
         ax.bar(k - 0.1 + 0.2 * i, r.kept[(m, ratio)], 0.2, color=f"C{i}", label=_P22_LABELS[m])
     ax.set_xticks(k, [f"conv{j + 1}" for j in k])
     ax.set(ylabel="channels kept", title=f"{100 * ratio:.0f} % of channels removed (seed {r.seed})")
-    ax.legend(fontsize="x-small")
+    fig.legend(*ax.get_legend_handles_labels(), loc="outside lower center", ncols=2, fontsize="x-small")
     return fig
 
 

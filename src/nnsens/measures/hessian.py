@@ -3,13 +3,21 @@
 Everything here is built on one Hessian-vector product (HVP), the "double backward" trick: take the gradient
 g(θ) = ∇_θ L with ``create_graph=True``, then differentiate g·v once more, which gives H v without forming H
 (Pearlmutter 1994; the trace and power-iteration logic follow PyHessian, arXiv 2006.07040, and HAWQ-V1/V2,
-arXiv 1905.03696 / 1911.03852). :func:`make_hvp` returns that product as a reusable closure over a chosen list of
-parameter tensors, so that other estimators (Lanczos, spectral density) can be added on top of it.
+arXiv 1905.03696 / 1911.03852). :func:`make_hvp` returns that product as a reusable operator over a chosen list of
+parameter tensors (it counts the products it computes); the trace, the top eigenvalues and the spectral density
+are all estimated on top of that one operator. The win over PyHessian-style loops is fewer HVPs, not batching.
 
-- :func:`hessian_trace`: Hutchinson's estimator Tr(H) ≈ mean_k v_kᵀ H v_k with Rademacher probes, whole or per
-  parameter tensor (from the same probes), with its standard error; :func:`layer_hessian_traces`: the same per
-  tensor block, with probes restricted to the block (lower variance).
-- :func:`hessian_top_eigenvalue` / :func:`layer_top_eigenvalues`: power iteration on H or on one tensor's block.
+- :func:`hessian_trace`: Tr(H) by Hutch++ (Meyer, Musco, Musco & Woodruff 2021, arXiv 2010.09649; the default):
+  a sketch Q of the range of H is traced exactly and Hutchinson's estimator (Rademacher probes) handles the
+  deflated rest (I − QQᵀ)H(I − QQᵀ); or by plain Hutchinson (``method="hutchinson"``); whole, per parameter tensor
+  or per output channel (:func:`channel_hessian_traces`, HAP's structured-pruning sensitivity), with a standard
+  error and optional stopping once that error is small relative to the estimate (``rtol``).
+  :func:`layer_hessian_traces`: per tensor block, with probes restricted to the block (lower variance).
+- :func:`hessian_top_eigenvalues`: the k largest eigenvalues by Lanczos (our own, fully reorthogonalised, stopped
+  on the Ritz residuals; or ARPACK's implicitly restarted Lanczos through ``scipy.sparse.linalg.eigsh``), with the
+  HVPs used; :func:`hessian_top_eigenvalue` / :func:`layer_top_eigenvalues`: power iteration.
+- :func:`hessian_spectral_density`: stochastic Lanczos quadrature (Ghorbani, Krishnan & Xiao 2019,
+  arXiv 1901.10159): Gauss-quadrature nodes and weights per probe and a Gaussian-smoothed density.
 - :func:`exact_hessian` / :func:`exact_layer_traces`: a small tensor's Hessian block, row by row (one HVP per row).
 
 No function has side effects: the model is put in eval mode and restored, gradients are taken with
@@ -20,9 +28,12 @@ from __future__ import annotations
 
 import contextlib
 import math
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+import scipy.linalg
 import torch
 from torch import nn
 
@@ -31,21 +42,23 @@ LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 @dataclass(frozen=True)
 class TraceEstimate:
-    """A Hutchinson trace estimate.
+    """A stochastic trace estimate (Hutchinson or Hutch++).
 
     Attributes
     ----------
-    mean : float or dict[str, float]
-        The estimate (per parameter name when ``by_layer``).
-    std : float or dict[str, float]
-        Its standard error: sample standard deviation of the per-probe values divided by sqrt(n_samples)
-        (NaN when ``n_samples == 1``). Same structure as ``mean``.
+    mean : float or dict[str, float] or dict[str, numpy.ndarray]
+        The estimate (per parameter name when ``by_layer``; per name, one value per output channel, from
+        :func:`channel_hessian_traces`).
+    std : same structure as ``mean``
+        Its standard error. Hutchinson: the sample standard deviation of the per-probe values over
+        sqrt(number of probes). Hutch++: that of the Hutchinson part on the deflated operator (the sketched part is
+        exact given the sketch, see :func:`hessian_trace`). NaN with fewer than two (deflated) probes.
     n_samples : int
-        Number of probes.
+        Number of Hessian-vector products used (for Hutchinson, the number of probes).
     """
 
-    mean: float | dict[str, float]
-    std: float | dict[str, float]
+    mean: float | dict[str, float] | dict[str, np.ndarray]
+    std: float | dict[str, float] | dict[str, np.ndarray]
     n_samples: int
 
 
@@ -144,6 +157,7 @@ class HessianVectorProduct:
         self.names = [n for n, _ in named_params]
         self.params = [p for _, p in named_params]
         self.internal_batch_size = internal_batch_size
+        self.n_hvp = 0  # Hessian-vector products computed so far (a batched call of B vectors counts B)
         self._grads: tuple[torch.Tensor, ...] | None = None
         if internal_batch_size is None:
             self._grads = self._gradient(inputs, target)
@@ -170,6 +184,7 @@ class HessianVectorProduct:
     def __call__(self, v: Sequence[torch.Tensor], *, batched: bool = False) -> list[torch.Tensor]:
         """H v, one tensor per parameter. With ``batched=True`` each ``v[i]`` carries a leading batch dimension
         (B, *param.shape) and the B products are computed in one vectorized double backward."""
+        self.n_hvp += v[0].shape[0] if batched else 1
         if self._grads is not None:
             return self._second(self._grads, self.params, v, batched)
         n, bs = self.inputs.shape[0], self.internal_batch_size
@@ -180,6 +195,28 @@ class HessianVectorProduct:
             w = x.shape[0] / n  # chunks of a mean-reduced loss are weighted by their share of the batch
             total = [t + w * h for t, h in zip(total, part)]
         return total
+
+    # Flat views: the estimators below work on one vector of all selected parameters, in float64.
+    @property
+    def numel(self) -> int:
+        """Dimension n of H (total number of selected parameter elements)."""
+        return sum(p.numel() for p in self.params)
+
+    def flatten(self, v: Sequence[torch.Tensor]) -> torch.Tensor:
+        """A list of parameter-shaped tensors → one float64 vector (n,) on the parameters' device."""
+        return torch.cat([x.reshape(-1).to(torch.float64) for x in v])
+
+    def unflatten(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """One vector (n,) → parameter-shaped tensors in each parameter's dtype and device."""
+        out, i = [], 0
+        for p in self.params:
+            out.append(x[i : i + p.numel()].reshape(p.shape).to(p))
+            i += p.numel()
+        return out
+
+    def mv(self, x: torch.Tensor) -> torch.Tensor:
+        """H x for a flat vector x (n,), returned as float64 (n,) (the HVP itself runs in the parameters' dtype)."""
+        return self.flatten(self(self.unflatten(x)))
 
 
 def make_hvp(
@@ -229,6 +266,109 @@ def _dot(a: Sequence[torch.Tensor], b: Sequence[torch.Tensor]) -> torch.Tensor:
 
 
 # ------------------------------------------------------------------------------------------------------- trace
+METHODS = ("hutch++", "hutchinson")
+_MIN_PROBES = 10  # with rtol, the standard error is not trusted (nor used to stop) before this many probes
+
+# A reduction maps one probe v and its product H v (lists of parameter-shaped tensors) to a float64 CPU vector of
+# group contributions (one per tensor, or per output channel) that add up to vᵀHv.
+Reduce = Callable[[Sequence[torch.Tensor], Sequence[torch.Tensor]], torch.Tensor]
+
+
+def _per_tensor(v: Sequence[torch.Tensor], hv: Sequence[torch.Tensor]) -> torch.Tensor:
+    return torch.stack([(a * b).sum().double().cpu() for a, b in zip(v, hv)])
+
+
+def _per_channel(v: Sequence[torch.Tensor], hv: Sequence[torch.Tensor]) -> torch.Tensor:
+    # (out, ...) → (out,): channel c's part v_cᵀ(Hv)_c, summed over the channel's weights
+    return torch.cat([(a * b).reshape(a.shape[0], -1).sum(1).double().cpu() for a, b in zip(v, hv)])
+
+
+def _rademacher(params: Sequence[torch.Tensor], gen: torch.Generator) -> list[torch.Tensor]:
+    """±1 probes, drawn on the generator's device (same seed → same probes on CPU and GPU)."""
+    return [(torch.randint(0, 2, p.shape, generator=gen, device=gen.device) * 2 - 1).to(p) for p in params]
+
+
+def _check_method(method: object, fn: str) -> str:
+    if method not in METHODS:
+        raise ValueError(f"The 'method' parameter of {fn} must be one of {', '.join(map(repr, METHODS))}. "
+                         f"Got {method!r} instead.")
+    return str(method)
+
+
+def _trace_options(method, n_samples, rtol, sketch_size, fn) -> tuple[str, int, float | None, int]:
+    """Validate the shared options; return (method, n_samples, rtol, sketch size)."""
+    method = _check_method(method, fn)
+    n_samples = _check_int(n_samples, "n_samples", fn, 1)
+    if rtol is not None:
+        rtol = _check_float(rtol, "rtol", fn, 0.0)
+    if method == "hutchinson":
+        if sketch_size is not None:
+            raise ValueError(f"The 'sketch_size' parameter of {fn} only applies to method='hutch++'. "
+                             f"Got {sketch_size!r} with method='hutchinson'.")
+        return method, n_samples, rtol, 0
+    if sketch_size is None:  # Hutch++'s split: a third of the budget sketches, a third traces the sketch
+        # With rtol, n_samples is only a cap: sketch about as many directions as a trained classifier's Hessian
+        # typically has outlier eigenvalues (about one per class, Papyan 2019, arXiv 1901.08244).
+        sketch_size = n_samples // 3 if rtol is None else min(n_samples // 3, 10)
+    else:
+        sketch_size = _check_int(sketch_size, "sketch_size", fn, 0, (n_samples - 1) // 2)
+    return method, n_samples, rtol, sketch_size
+
+
+def _estimate_trace(
+    hvp: HessianVectorProduct,
+    reduce: Reduce,
+    n_samples: int,
+    rtol: float | None,
+    sketch_size: int,
+    gen: torch.Generator,
+) -> tuple[torch.Tensor, torch.Tensor, float, float, int]:
+    """The shared trace loop. Returns per-group (mean, standard error), the total's (mean, standard error), HVPs.
+
+    With ``sketch_size = k > 0`` (Hutch++): Y = H S for k Rademacher probes S (k HVPs), Q = orth(Y), the sketched
+    part Tr(QᵀHQ) exactly (k HVPs, split into groups as Σ_j q_jᵀ E_g H q_j), then Rademacher probes g projected
+    onto the complement, g̃ = (I − QQᵀ)g, for the deflated part Tr((I − QQᵀ)H(I − QQᵀ)) (one HVP each). Both
+    parts and their group splits are unbiased given Q, so the whole is unbiased for Tr(H) and for each Tr(E_g H).
+    With k = 0 it is Hutchinson's estimator. With ``rtol``, probes stop once SE/|mean| < rtol (after at least
+    ``_MIN_PROBES`` probes), ``n_samples`` being the cap on HVPs.
+    """
+    start = hvp.n_hvp
+    exact: torch.Tensor | float = 0.0
+    q = None
+    k = min(sketch_size, hvp.numel)
+    if k > 0:
+        y = torch.stack([hvp.mv(hvp.flatten(_rademacher(hvp.params, gen))) for _ in range(k)], dim=1)  # (n, k)
+        q, _ = torch.linalg.qr(y)  # (n, k), orthonormal columns spanning (most of) the dominant range of H
+        cols = [hvp.unflatten(q[:, j]) for j in range(k)]
+        exact = torch.stack([reduce(c, hvp(c)) for c in cols]).sum(0)  # (G,)
+        exact_total = float(exact.sum())
+    else:
+        exact_total = 0.0
+    values, s1, s2 = [], 0.0, 0.0  # per-probe group values; running sums of the per-probe totals
+    for i in range(n_samples - 2 * k):
+        v = _rademacher(hvp.params, gen)
+        if q is not None:
+            g = hvp.flatten(v)
+            v = hvp.unflatten(g - q @ (q.T @ g))  # (I − QQᵀ) g
+        values.append(reduce(v, hvp(v)))
+        if rtol is not None:
+            t = float(values[-1].sum())
+            s1, s2 = s1 + t, s2 + t * t
+            m = i + 1
+            if m >= max(2, _MIN_PROBES):
+                var = max(s2 - s1 * s1 / m, 0.0) / (m - 1)
+                if math.sqrt(var / m) < rtol * abs(exact_total + s1 / m):
+                    break
+    vals = torch.stack(values)  # (K, G)
+    m = vals.shape[0]
+    # column by column, as the pre-Hutch++ code did, so that Hutchinson results are bit-for-bit unchanged
+    se_of = lambda x: float(x.std(unbiased=True) / math.sqrt(m)) if m > 1 else math.nan  # noqa: E731
+    total = vals.sum(1)  # (K,)
+    mean = exact + torch.stack([vals[:, j].mean() for j in range(vals.shape[1])])
+    se = torch.tensor([se_of(vals[:, j]) for j in range(vals.shape[1])], dtype=torch.float64)
+    return mean, se, float(exact_total + total.mean()), se_of(total), hvp.n_hvp - start
+
+
 def hessian_trace(
     model: nn.Module,
     inputs: torch.Tensor,
@@ -238,49 +378,121 @@ def hessian_trace(
     n_samples: int = 100,
     by_layer: bool = False,
     params: Sequence[str] | None = None,
+    method: str = "hutch++",
+    rtol: float | None = None,
+    sketch_size: int | None = None,
     internal_batch_size: int | None = None,
     generator: torch.Generator | int | None = None,
 ) -> TraceEstimate:
-    """Hutchinson estimate of the Hessian trace, E[vᵀ H v] = Tr(H) for Rademacher v.
+    """Stochastic estimate of the Hessian trace Tr(H), by Hutch++ (default) or Hutchinson's estimator.
+
+    Hutchinson: Tr(H) ≈ mean_k v_kᵀ H v_k over Rademacher probes v_k, variance 2(‖H‖_F² − Σ H_ii²)/n.
+    Hutch++ (arXiv 2010.09649) spends ``sketch_size`` HVPs on a sketch H S, orthonormalises it (Q), traces QᵀHQ
+    exactly (``sketch_size`` more HVPs) and runs Hutchinson on the deflated operator P H P, P = I − QQᵀ, with the
+    rest of the budget. When H has a few dominant eigenvalues (a trained network's Hessian does), Q captures them,
+    ‖PHP‖_F ≪ ‖H‖_F, and the same number of HVPs gives a much smaller error.
+
+    Standard error of Hutch++: given the sketch, Tr(QᵀHQ) is exact and Tr(H) = Tr(QᵀHQ) + Tr(PHP), so the
+    estimator is unbiased conditionally on Q and all its randomness (given Q) is in the Hutchinson part. We report
+    that part's standard error, sd(g̃ᵀHg̃)/sqrt(K) over its K deflated probes g̃ = Pg. Because the conditional mean
+    is Tr(H) for every Q, the sketch adds no variance of its own (Var = E_Q[Var(· | Q)]): the squared reported error
+    is an unbiased estimate of the estimator's variance, as for plain Hutchinson.
 
     Parameters
     ----------
     n_samples : int
-        Number of Rademacher probes (one HVP each).
+        Budget of Hessian-vector products (for Hutchinson: the number of probes). With ``rtol``, the cap.
     by_layer : bool
-        Also split each probe value vᵀHv into per-tensor parts v_iᵀ(Hv)_i, whose expectation is Tr(H_ii) because
-        the probe's blocks are independent with zero mean. All tensors share the same probes (one HVP per probe).
+        Also split the estimate into per-tensor parts Tr(H_ii) (each probe's v_iᵀ(Hv)_i, and the sketch's
+        q_iᵀ(Hq)_i), unbiased because a probe's blocks are independent with zero mean. All tensors share the same
+        HVPs.
     params : sequence of str, optional
         Restrict H to these parameter tensors (see :func:`make_hvp`).
+    method : {"hutch++", "hutchinson"}
+    rtol : float, optional
+        Stop drawing probes once the standard error is below ``rtol`` × |estimate| (checked after each probe, from
+        the tenth on). This is a stop on the estimator's own error, not on the change between iterations.
+    sketch_size : int, optional
+        Hutch++ sketch size k (2k HVPs; at most (n_samples − 1) // 2). Default n_samples // 3 (Hutch++'s
+        thirds), or min(n_samples // 3, 10) with ``rtol`` (about one direction per outlier eigenvalue of a
+        10-class classifier's Hessian; pass more for more classes or a heavier top of the spectrum). 0 gives
+        Hutchinson.
     generator : torch.Generator or int, optional
         Draws the probes (on the generator's device, then moved to each parameter's device and dtype), so a given
-        seed gives the same probes on CPU and GPU.
+        seed gives the same probes on CPU and GPU. Plain Hutchinson draws exactly the probes it did before Hutch++
+        was added.
 
     Returns
     -------
     TraceEstimate
         ``mean`` and ``std`` (the standard error of ``mean``) as floats, or dicts of parameter name → float when
-        ``by_layer``.
+        ``by_layer``; ``n_samples`` the HVPs used.
     """
     fn = "hessian_trace"
-    n_samples = _check_int(n_samples, "n_samples", fn, 1)
+    method, n_samples, rtol, k = _trace_options(method, n_samples, rtol, sketch_size, fn)
     if not isinstance(by_layer, bool):
         raise TypeError(f"The 'by_layer' parameter of {fn} must be a bool. Got {by_layer!r} instead.")
     gen = _as_generator(generator, fn)
     hvp = make_hvp(model, inputs, target=target, loss_fn=loss_fn, params=params,
                    internal_batch_size=internal_batch_size, fn=fn)
-    values = torch.empty(n_samples, len(hvp.params), dtype=torch.float64)  # (probe, tensor)
-    for k in range(n_samples):
-        v = [(torch.randint(0, 2, p.shape, generator=gen, device=gen.device) * 2 - 1).to(p) for p in hvp.params]
-        hv = hvp(v)
-        values[k] = torch.stack([(a * b).sum().double().cpu() for a, b in zip(v, hv)])
-    std_of = lambda x: float(x.std(unbiased=True) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
+    mean, se, total, total_se, used = _estimate_trace(hvp, _per_tensor, n_samples, rtol, k, gen)
     if by_layer:
-        mean = {n: float(values[:, j].mean()) for j, n in enumerate(hvp.names)}
-        std = {n: std_of(values[:, j]) for j, n in enumerate(hvp.names)}
-        return TraceEstimate(mean, std, n_samples)
-    total = values.sum(1)
-    return TraceEstimate(float(total.mean()), std_of(total), n_samples)
+        return TraceEstimate({n: float(mean[j]) for j, n in enumerate(hvp.names)},
+                             {n: float(se[j]) for j, n in enumerate(hvp.names)}, used)
+    return TraceEstimate(total, total_se, used)
+
+
+def channel_hessian_traces(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    target: torch.Tensor,
+    loss_fn: LossFn | None = None,
+    n_samples: int = 100,
+    params: Sequence[str] | None = None,
+    method: str = "hutch++",
+    rtol: float | None = None,
+    sketch_size: int | None = None,
+    internal_batch_size: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> TraceEstimate:
+    """Per-output-channel Hessian traces, Tr(H_cc) for each slice ``w[c]`` of each weight (HAP, arXiv 2101.08940).
+
+    Channel c's estimate is the probes' mean of v_cᵀ(Hv)_c (plus, for Hutch++, the sketch's exact part), where v
+    is a probe over all selected tensors jointly and (Hv)_c the product's slice for that channel, as HAP's code
+    computes it with PyHessian; the channels of one tensor add up to its ``by_layer`` trace.
+
+    Parameters
+    ----------
+    params : sequence of str, optional
+        Default: the ``weight`` of every ``nn.Conv*d`` and ``nn.Linear`` module (only these enter HAP's Hessian).
+        A channel is an index along dim 0 (a conv's output channel, a linear layer's output unit).
+
+    Other parameters are those of :func:`hessian_trace`.
+
+    Returns
+    -------
+    TraceEstimate
+        ``mean`` and ``std``: dicts of parameter name → float64 array (out_channels,); ``n_samples`` the HVPs used.
+    """
+    fn = "channel_hessian_traces"
+    method, n_samples, rtol, k = _trace_options(method, n_samples, rtol, sketch_size, fn)
+    gen = _as_generator(generator, fn)
+    if params is None and isinstance(model, nn.Module):
+        kinds = (nn.Conv1d, nn.Conv2d, nn.Conv3d, nn.Linear)
+        params = [f"{name}.weight" if name else "weight" for name, mod in model.named_modules()
+                  if isinstance(mod, kinds) and mod.weight.requires_grad]
+        if not params:
+            raise ValueError(f"{fn} found no nn.Conv*d or nn.Linear weight in the model; pass 'params'.")
+    hvp = make_hvp(model, inputs, target=target, loss_fn=loss_fn, params=params,
+                   internal_batch_size=internal_batch_size, fn=fn)
+    mean, se, _, _, used = _estimate_trace(hvp, _per_channel, n_samples, rtol, k, gen)
+    out_mean, out_se, i = {}, {}, 0
+    for name, p in zip(hvp.names, hvp.params):
+        c = p.shape[0] if p.dim() else 1
+        out_mean[name], out_se[name] = mean[i : i + c].numpy().copy(), se[i : i + c].numpy().copy()
+        i += c
+    return TraceEstimate(out_mean, out_se, used)
 
 
 def layer_hessian_traces(
@@ -291,39 +503,39 @@ def layer_hessian_traces(
     loss_fn: LossFn | None = None,
     n_samples: int = 100,
     params: Sequence[str] | None = None,
+    method: str = "hutchinson",
+    rtol: float | None = None,
+    sketch_size: int | None = None,
     internal_batch_size: int | None = None,
     generator: torch.Generator | int | None = None,
 ) -> TraceEstimate:
-    """Hutchinson estimate of each parameter tensor's block trace Tr(H_ii), with probes restricted to that block.
+    """Estimate of each parameter tensor's block trace Tr(H_ii), with probes restricted to that block.
 
     Unlike ``hessian_trace(..., by_layer=True)``, which splits one whole-model probe into blocks (one HVP per
     probe, but each block's estimate also carries the variance of the cross-blocks H_ij, j ≠ i), every tensor here
-    gets its own ``n_samples`` probes and its own block HVP, v_i ↦ H_ii v_i (the estimator HAWQ-style per-layer
-    sensitivities use). Its variance is 2(‖H_ii‖_F² − Σ_k (H_ii)_kk²) / n_samples. A block HVP only back-propagates
-    as deep as its tensor, so the blocks of layers near the output are cheap and the whole sweep costs about as
-    much as the joint estimate.
+    gets its own ``n_samples`` HVPs on its own block, v_i ↦ H_ii v_i (the estimator HAWQ-style per-layer
+    sensitivities use). With Hutchinson (the default here, as before ``method`` existed) its variance is
+    2(‖H_ii‖_F² − Σ_k (H_ii)_kk²) / n_samples; ``method="hutch++"`` deflates each block (see :func:`hessian_trace`).
+    A block HVP only back-propagates as deep as its tensor, so the blocks of layers near the output are cheap and
+    the whole sweep costs about as much as the joint estimate.
 
     Returns
     -------
     TraceEstimate
-        ``mean`` and ``std`` (standard error) as dicts of parameter name → float.
+        ``mean`` and ``std`` (standard error) as dicts of parameter name → float; ``n_samples`` the largest
+        number of HVPs spent on one block.
     """
     fn = "layer_hessian_traces"
-    n_samples = _check_int(n_samples, "n_samples", fn, 1)
+    method, n_samples, rtol, k = _trace_options(method, n_samples, rtol, sketch_size, fn)
     gen = _as_generator(generator, fn)
     names = [n for n, _ in _select_params(model, params, fn)]
-    mean, std = {}, {}
+    mean, std, most = {}, {}, 0
     for name in names:
         hvp = make_hvp(model, inputs, target=target, loss_fn=loss_fn, params=[name],
                        internal_batch_size=internal_batch_size, fn=fn)
-        p = hvp.params[0]
-        values = torch.empty(n_samples, dtype=torch.float64)
-        for k in range(n_samples):
-            v = (torch.randint(0, 2, p.shape, generator=gen, device=gen.device) * 2 - 1).to(p)
-            values[k] = (v * hvp([v])[0]).sum().double().cpu()
-        mean[name] = float(values.mean())
-        std[name] = float(values.std(unbiased=True) / math.sqrt(n_samples)) if n_samples > 1 else math.nan
-    return TraceEstimate(mean, std, n_samples)
+        _, _, mean[name], std[name], used = _estimate_trace(hvp, _per_tensor, n_samples, rtol, k, gen)
+        most = max(most, used)
+    return TraceEstimate(mean, std, most)
 
 
 # ------------------------------------------------------------------------------------------ top eigenvalue
@@ -396,6 +608,252 @@ def layer_top_eigenvalues(
                        internal_batch_size=internal_batch_size, fn=fn)
         out[name] = _power_iteration(hvp, max_iter, tol, gen)
     return out
+
+
+# ------------------------------------------------------------------------------------ Lanczos: top-k and density
+@dataclass(frozen=True)
+class Eigenvalues:
+    """The top eigenvalues of H, largest first, and the Hessian-vector products spent finding them."""
+
+    values: tuple[float, ...]
+    n_hvp: int
+
+
+def hessian_top_eigenvalues(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    target: torch.Tensor,
+    k: int = 1,
+    loss_fn: LossFn | None = None,
+    tol: float = 1e-6,
+    max_iter: int = 300,
+    solver: str = "lanczos",
+    ncv: int | None = None,
+    params: Sequence[str] | None = None,
+    internal_batch_size: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> Eigenvalues:
+    """The ``k`` largest (algebraic) eigenvalues of H by Lanczos, one HVP per step.
+
+    Unlike power iteration, whose error shrinks like (λ₂/λ₁)^(2t), Lanczos extracts the extreme eigenvalues from
+    the whole Krylov space span{v, Hv, ..., H^(t−1) v} and needs far fewer HVPs. The starting vector is drawn from
+    ``generator`` (Gaussian), so results are reproducible.
+
+    - ``solver="lanczos"`` (default): plain Lanczos in float64 with full reorthogonalisation, stopped as soon as
+      every wanted Ritz pair (θ_i, y_i) has residual ‖H y_i − θ_i y_i‖ = β_t |s_ti| ≤ tol·|θ_i|, which bounds the
+      eigenvalue error by tol·|θ_i| (the actual error is usually near residual²/gap, far smaller). Keeps the
+      basis: memory n × steps.
+    - ``solver="arpack"``: implicitly restarted Lanczos, ``scipy.sparse.linalg.eigsh`` on a ``LinearOperator``
+      whose matvec is one HVP (float64 on the SciPy side), with ARPACK's own tolerance; bounded memory, but each
+      restart cycle costs ``ncv`` HVPs.
+
+    Parameters
+    ----------
+    k : int
+        Number of eigenvalues, in [1, n − 1] (n = number of selected parameters).
+    tol : float
+        Relative tolerance (see above; for ARPACK, its ``tol``).
+    max_iter : int
+        Lanczos: the most steps (HVPs). ARPACK: the most restarts (``maxiter``). If not all ``k`` values converge, a
+        RuntimeWarning is raised and the current Ritz values (ARPACK: the converged ones) are returned.
+    solver : {"lanczos", "arpack"}
+    ncv : int, optional
+        ARPACK's basis size (default min(n, max(2k + 1, 20))); ARPACK only.
+
+    Returns
+    -------
+    Eigenvalues
+        ``values`` (descending) and ``n_hvp``.
+    """
+    fn = "hessian_top_eigenvalues"
+    tol = _check_float(tol, "tol", fn, 0.0)
+    max_iter = _check_int(max_iter, "max_iter", fn, 1)
+    if solver not in ("lanczos", "arpack"):
+        raise ValueError(f"The 'solver' parameter of {fn} must be one of 'lanczos', 'arpack'. Got {solver!r} instead.")
+    gen = _as_generator(generator, fn)
+    hvp = make_hvp(model, inputs, target=target, loss_fn=loss_fn, params=params,
+                   internal_batch_size=internal_batch_size, fn=fn)
+    n = hvp.numel
+    k = _check_int(k, "k", fn, 1, n - 1)
+    if ncv is not None:
+        if solver != "arpack":
+            raise ValueError(f"The 'ncv' parameter of {fn} only applies to solver='arpack'. Got {ncv!r}.")
+        ncv = _check_int(ncv, "ncv", fn, k + 1, n)
+    v0 = torch.randn(n, generator=gen, device=gen.device, dtype=torch.float64).to(hvp.params[0].device)
+    if solver == "arpack":
+        vals = _arpack_top(hvp, v0, k, tol, max_iter, ncv, fn)
+    else:
+        vals = _lanczos_top(hvp, v0, k, tol, max_iter, fn)
+    return Eigenvalues(tuple(float(x) for x in np.sort(np.asarray(vals))[::-1]), hvp.n_hvp)
+
+
+def _lanczos_top(hvp: HessianVectorProduct, v0: torch.Tensor, k: int, tol: float, steps: int, fn: str) -> np.ndarray:
+    converged = [False]
+
+    def stop(alpha: list[float], beta: list[float], b: float) -> bool:
+        if len(alpha) < k:
+            return False
+        theta, s = scipy.linalg.eigh_tridiagonal(np.array(alpha), np.array(beta))
+        top = slice(len(theta) - k, None)
+        resid = b * np.abs(s[-1, top])  # ‖H y_i − θ_i y_i‖ for the k largest Ritz pairs
+        converged[0] = bool(np.all(resid <= tol * np.abs(theta[top])))
+        return converged[0]
+
+    alpha, beta = _lanczos(hvp.mv, v0 / torch.linalg.vector_norm(v0), min(steps, hvp.numel), stop)
+    exhausted = len(alpha) == min(steps, hvp.numel) and len(beta) == len(alpha) - 1
+    if len(alpha) < k:  # the Krylov space of v0 is invariant and smaller than k: the rest of H is not seen
+        warnings.warn(f"{fn}: the Krylov space of the starting vector has dimension {len(alpha)} < k = {k}.",
+                      RuntimeWarning, stacklevel=3)
+    elif exhausted and not converged[0] and len(alpha) < hvp.numel:
+        warnings.warn(f"{fn}: Lanczos did not reach tol={tol:g} in {steps} steps.", RuntimeWarning, stacklevel=3)
+    theta = scipy.linalg.eigh_tridiagonal(alpha, beta, eigvals_only=True) if len(alpha) > 1 else alpha
+    return theta[-k:]
+
+
+def _arpack_top(hvp: HessianVectorProduct, v0: torch.Tensor, k: int, tol: float, max_iter: int,
+                ncv: int | None, fn: str) -> np.ndarray:
+    from scipy.sparse.linalg import ArpackError, ArpackNoConvergence, LinearOperator, eigsh
+
+    n, device = hvp.numel, hvp.params[0].device
+
+    def matvec(x: np.ndarray) -> np.ndarray:
+        xt = torch.as_tensor(np.asarray(x, dtype=np.float64).reshape(-1), device=device)
+        return hvp.mv(xt).cpu().numpy()
+
+    op = LinearOperator((n, n), matvec=matvec, dtype=np.float64)
+    v0 = v0.cpu().numpy()
+    try:
+        return eigsh(op, k=k, which="LA", v0=v0, ncv=ncv, tol=tol, maxiter=max_iter, return_eigenvectors=False)
+    except ArpackNoConvergence as err:
+        warnings.warn(f"{fn}: ARPACK converged {len(err.eigenvalues)} of {k} eigenvalues in {max_iter} restarts.",
+                      RuntimeWarning, stacklevel=3)
+        return err.eigenvalues
+    except ArpackError:
+        # ARPACK gives up when the Krylov space collapses at once (H v0 = 0); as power iteration does, a random
+        # vector in the null space is taken to mean H = 0 (e.g. a loss linear in the parameters).
+        if np.any(matvec(v0)):
+            raise
+        return np.zeros(k)
+
+
+@dataclass(frozen=True)
+class SpectralDensity:
+    """Stochastic Lanczos quadrature of the Hessian spectrum.
+
+    Attributes
+    ----------
+    nodes, weights : ndarray (n_probes, n_iter)
+        Per probe, the Gauss-quadrature nodes (Ritz values θ_j of the Lanczos tridiagonal T) and weights (squared
+        first components of T's eigenvectors; each row sums to 1). Rows cut short by a Lanczos breakdown (an
+        invariant subspace was found) are padded with weight 0.
+    grid, density : ndarray (n_grid,)
+        The smoothed density φ(λ) = mean over probes of Σ_j w_j N(λ; θ_j, σ²), which integrates to 1.
+    sigma : float
+        The Gaussian width σ.
+    n_hvp : int
+        Hessian-vector products used.
+    """
+
+    nodes: np.ndarray
+    weights: np.ndarray
+    grid: np.ndarray
+    density: np.ndarray
+    sigma: float
+    n_hvp: int
+
+    def expect(self, f: Callable[[np.ndarray], np.ndarray]) -> float:
+        """The quadrature's estimate of Tr(f(H)) / n, mean over probes of Σ_j w_j f(θ_j)."""
+        return float(np.mean(np.sum(self.weights * f(self.nodes), axis=1)))
+
+
+def _lanczos(
+    mv: Callable[[torch.Tensor], torch.Tensor],
+    v: torch.Tensor,
+    m: int,
+    stop: Callable[[list[float], list[float], float], bool] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """At most m steps of Lanczos from unit v with full reorthogonalisation; returns T's diagonal α and off-diagonal
+    β (one HVP per α). ``stop(alpha, beta, b)``, called after each step with the next off-diagonal b (the scale of
+    the residual of the current Ritz pairs), ends the iteration early when it returns True."""
+    basis = [v]
+    alpha, beta = [], []
+    for j in range(m):
+        w = mv(basis[j])
+        a = float(w @ basis[j])
+        alpha.append(a)
+        if j == m - 1:
+            break
+        vmat = torch.stack(basis, dim=1)  # (n, j + 1)
+        w = w - vmat @ (vmat.T @ w)  # full Gram-Schmidt, twice ("twice is enough") to keep the basis orthogonal
+        w = w - vmat @ (vmat.T @ w)
+        b = float(torch.linalg.vector_norm(w))
+        if b <= 1e-10 * max(1.0, max(abs(x) for x in alpha)):  # breakdown: the Krylov space is invariant
+            break
+        if stop is not None and stop(alpha, beta, b):
+            break
+        beta.append(b)
+        basis.append(w / b)
+    return np.array(alpha), np.array(beta)
+
+
+def hessian_spectral_density(
+    model: nn.Module,
+    inputs: torch.Tensor,
+    *,
+    target: torch.Tensor,
+    loss_fn: LossFn | None = None,
+    n_probes: int = 1,
+    n_iter: int = 80,
+    n_grid: int = 1000,
+    sigma: float | None = None,
+    params: Sequence[str] | None = None,
+    internal_batch_size: int | None = None,
+    generator: torch.Generator | int | None = None,
+) -> SpectralDensity:
+    """Eigenvalue density of H by stochastic Lanczos quadrature (SLQ; PyHessian's ``density``).
+
+    For each probe v (Rademacher, normalised), ``n_iter`` Lanczos steps give a tridiagonal T = U diag(θ) Uᵀ, and
+    vᵀ f(H) v ≈ Σ_j U_{0j}² f(θ_j), a Gauss quadrature that is exact for polynomials f of degree ≤ 2·n_iter − 1.
+    Since E[vᵀ f(H) v] = Tr(f(H)) / n for a unit Rademacher probe, the mean over probes estimates the normalised
+    spectral measure. One HVP per Lanczos step.
+
+    Parameters
+    ----------
+    n_probes : int
+        Number of independent probes (Lanczos runs).
+    n_iter : int
+        Lanczos steps per probe (capped at n).
+    n_grid : int
+        Points of the density grid, spanning the nodes ± 5σ.
+    sigma : float, optional
+        Gaussian smoothing width; default 1 % of the nodes' range (or 1e-3 when all nodes coincide).
+    """
+    fn = "hessian_spectral_density"
+    n_probes = _check_int(n_probes, "n_probes", fn, 1)
+    n_iter = _check_int(n_iter, "n_iter", fn, 1)
+    n_grid = _check_int(n_grid, "n_grid", fn, 2)
+    if sigma is not None:
+        sigma = _check_float(sigma, "sigma", fn, 0.0)
+    gen = _as_generator(generator, fn)
+    hvp = make_hvp(model, inputs, target=target, loss_fn=loss_fn, params=params,
+                   internal_batch_size=internal_batch_size, fn=fn)
+    m = min(n_iter, hvp.numel)
+    nodes, weights = np.zeros((n_probes, m)), np.zeros((n_probes, m))
+    for i in range(n_probes):
+        v = hvp.flatten(_rademacher(hvp.params, gen))
+        alpha, beta = _lanczos(hvp.mv, v / torch.linalg.vector_norm(v), m)
+        t = np.diag(alpha) + np.diag(beta, 1) + np.diag(beta, -1)
+        theta, u = np.linalg.eigh(t)
+        nodes[i, : len(theta)], weights[i, : len(theta)] = theta, u[0] ** 2
+    live = weights > 0
+    lo, hi = float(nodes[live].min()), float(nodes[live].max())
+    if sigma is None:
+        sigma = 0.01 * (hi - lo) if hi > lo else 1e-3
+    grid = np.linspace(lo - 5 * sigma, hi + 5 * sigma, n_grid)
+    kernel = np.exp(-0.5 * ((grid[:, None, None] - nodes[None]) / sigma) ** 2) / (sigma * math.sqrt(2 * math.pi))
+    density = (kernel * weights[None]).sum(2).mean(1)  # (n_grid,)
+    return SpectralDensity(nodes, weights, grid, density, float(sigma), hvp.n_hvp)
 
 
 # ------------------------------------------------------------------------------------------- exact blocks

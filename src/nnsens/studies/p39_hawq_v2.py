@@ -144,7 +144,9 @@ def _build(model: str, cfg: Config, seed: int, device: torch.device) -> torch.nn
 
 def _curvature(net, xh, yh, layers, n_params, cfg: Config, rep: int, gen: torch.Generator):
     """Per-layer Hutchinson trace (with SE), top eigenvalue, and exact trace of the small layers."""
-    est = layer_hessian_traces(net, xh, target=yh, n_samples=cfg.n_probes, params=layers, generator=gen)
+    # HAWQ-V2 and claim 1 are about Hutchinson's estimator and its standard error: ask for it explicitly.
+    est = layer_hessian_traces(net, xh, target=yh, n_samples=cfg.n_probes, params=layers, method="hutchinson",
+                               generator=gen)
     eig = layer_top_eigenvalues(net, xh, target=yh, params=layers, max_iter=cfg.power_iters, tol=cfg.power_tol,
                                 generator=gen)
     small = [n for n, k in zip(layers, n_params) if k <= cfg.exact_max_params]
