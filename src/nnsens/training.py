@@ -23,6 +23,7 @@ def fit(
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | int | None | Sequence[torch.Generator | int] = None,
     on_step: Callable[[nn.Module, int], None] | None = None,
+    after_step: Callable[[nn.Module, int], None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on ``(x, y)`` with minibatches drawn by ``generator``; return per-epoch mean loss.
 
@@ -43,6 +44,9 @@ def fit(
         returned history is then the per-epoch loss averaged over members.
     on_step : callable, optional
         Called as ``on_step(model, step)`` before each optimizer step's forward pass (e.g. P21's weight poke).
+    after_step : callable, optional
+        Called as ``after_step(model, step)`` right after each optimizer step (e.g. storing the weights in a
+        low-precision format, :func:`nnsens.measures.precision.weight_rounding_hook`).
     """
     if optimizer not in ("adam", "sgd"):
         raise ValueError(f"The 'optimizer' parameter of fit must be one of 'adam', 'sgd'. Got {optimizer!r} instead.")
@@ -90,6 +94,8 @@ def fit(
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
+            if after_step is not None:
+                after_step(model, step)
             sched.step()
             total_loss += loss.item() * idx.shape[-1] / n_members
             step += 1

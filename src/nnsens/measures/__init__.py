@@ -43,11 +43,24 @@ from nnsens.measures.perturbation import (  # P46: black-box perturbation attrib
     rise,
     rise_masks,
 )
+from nnsens.measures.precision import (  # P40, P45: low-precision float emulation
+    FloatFormat,
+    round_activations,
+    round_parameters_,
+    round_ste,
+    round_to_format,
+    weight_rounding_hook,
+)
 from nnsens.measures.quantization import (  # P39, P15: uniform fake quantization, calibration, QAT
+    FakeQuant,
+    calibrate_range,
+    fake_quant_model,
+    fake_quantize,
     quantizable_layers,
     quantization_scale,
     quantize,
     quantize_model,
+    range_to_qparams,
 )
 from nnsens.measures.sobol import (  # P46: Sobol indices and Sobol attribution
     SobolIndices,
@@ -102,6 +115,17 @@ __all__ = [
     "SobolIndices",
     "sobol_attribution",
     "sobol_indices",
+    "FloatFormat",
+    "round_activations",
+    "round_parameters_",
+    "round_ste",
+    "round_to_format",
+    "weight_rounding_hook",
+    "FakeQuant",
+    "calibrate_range",
+    "fake_quant_model",
+    "fake_quantize",
+    "range_to_qparams",
     "quantizable_layers",
     "quantization_scale",
     "quantize",

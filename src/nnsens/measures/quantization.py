@@ -137,3 +137,254 @@ def quantize_model(
         for name, b in bits.items():
             params[name].copy_(quantize(params[name], b, symmetric=symmetric, per_channel=per_channel, axis=axis))
     return out
+
+
+# ------------------------------------------------------------------------------------------ calibration and QAT
+# Used by P15 (Quantune, arXiv 2202.05048) and available to every study: the range a b-bit grid covers is chosen
+# by a calibration method (min-max, percentile, MSE-optimal clipping) from a tensor (weights) or from activations
+# observed on calibration data; fake quantization then rounds to that grid with a straight-through gradient.
+CALIBRATIONS = ("minmax", "percentile", "mse")
+
+
+def _channels_first(x: torch.Tensor, per_channel: bool, axis: int, fn: str) -> tuple[torch.Tensor, list[int]]:
+    """``x`` as (C, rest) with C = 1 per tensor, and the shape a (C,) statistic broadcasts back to."""
+    if not per_channel or x.ndim == 0:
+        return x.reshape(1, -1), [1] * x.ndim
+    dims = _reduce_dims(x, True, axis, fn)
+    ax = next(d for d in range(x.ndim) if d not in dims)
+    shape = [1] * x.ndim
+    shape[ax] = x.shape[ax]
+    return x.movedim(ax, 0).reshape(x.shape[ax], -1), shape
+
+
+def calibrate_range(
+    x: torch.Tensor,
+    bits: int = 8,
+    *,
+    method: str = "minmax",
+    symmetric: bool = True,
+    per_channel: bool = False,
+    axis: int = 0,
+    percentile: float = 99.99,
+    n_grid: int = 100,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The clipping range (lo, hi) of a b-bit grid for ``x``, each broadcastable against ``x``.
+
+    Parameters
+    ----------
+    method : {"minmax", "percentile", "mse"}
+        ``"minmax"``: the observed extremes. ``"percentile"``: the ``percentile``-th percentile of |x| (symmetric)
+        or the (100 - p)-th and p-th percentiles (asymmetric). ``"mse"``: the min-max range shrunk by the factor
+        α ∈ {1/n_grid, 2/n_grid, ..., 1} that minimises ‖Q(x) − x‖² (clipping traded against rounding error).
+    symmetric : bool
+        Symmetric ranges are (-hi, hi); asymmetric ones are widened to include 0.
+    per_channel, axis
+        One range per slice along ``axis``, or one for the tensor.
+    bits : int
+        Needed by ``"mse"`` (the grid whose error is minimised).
+    """
+    fn = "calibrate_range"
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"The 'x' parameter of {fn} must be a floating-point tensor. Got {type(x).__name__}.")
+    if method not in CALIBRATIONS:
+        raise ValueError(f"The 'method' parameter of {fn} must be one of {', '.join(map(repr, CALIBRATIONS))}. "
+                         f"Got {method!r} instead.")
+    if isinstance(percentile, bool) or not isinstance(percentile, (int, float)) or not 50 < percentile <= 100:
+        raise ValueError(f"The 'percentile' parameter of {fn} must be a float in (50, 100]. Got {percentile!r}.")
+    if isinstance(n_grid, bool) or not isinstance(n_grid, int) or n_grid < 1:
+        raise ValueError(f"The 'n_grid' parameter of {fn} must be an int in [1, inf). Got {n_grid!r} instead.")
+    bits = _check_bits(bits, fn, 2 if symmetric else 1)
+    flat, shape = _channels_first(x.detach(), per_channel, axis, fn)  # (C, N)
+    if method == "percentile":
+        q = percentile / 100
+        if symmetric:
+            hi = torch.quantile(flat.abs().double(), q, dim=1).to(flat.dtype)
+            lo = -hi
+        else:
+            lo = torch.quantile(flat.double(), 1 - q, dim=1).to(flat.dtype)
+            hi = torch.quantile(flat.double(), q, dim=1).to(flat.dtype)
+    else:
+        if symmetric:
+            hi = flat.abs().amax(dim=1)
+            lo = -hi
+        else:
+            lo, hi = flat.amin(dim=1), flat.amax(dim=1)
+    if not symmetric:
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+    if method == "mse":
+        alphas = torch.arange(1, n_grid + 1, dtype=flat.dtype, device=flat.device) / n_grid  # (G,)
+        # (G, C) candidate ranges, errors summed over each channel's values
+        los, his = alphas[:, None] * lo, alphas[:, None] * hi
+        err = torch.stack([
+            ((fake_quantize(flat, *range_to_qparams(los[g][:, None], his[g][:, None], bits, symmetric=symmetric),
+                            bits, symmetric=symmetric) - flat) ** 2).sum(dim=1)
+            for g in range(n_grid)
+        ])
+        best = err.argmin(dim=0)  # (C,): the first (smallest) α on ties
+        idx = torch.arange(flat.shape[0], device=flat.device)
+        lo, hi = los[best, idx], his[best, idx]
+    return lo.reshape(shape), hi.reshape(shape)
+
+
+def range_to_qparams(
+    lo: torch.Tensor, hi: torch.Tensor, bits: int, *, symmetric: bool = True
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scale s and zero point z of the b-bit grid covering [lo, hi], with the conventions of :func:`quantize`.
+
+    Symmetric: s = max(|lo|, |hi|) / (2^(b-1) - 1), z = 0 (grid {-n..n}·s). Asymmetric: s = (hi - lo) / (2^b - 1),
+    z = round(-lo / s) (grid {0..2^b-1}, value (q - z)·s), so 0 is exactly representable. An empty range gets s = 1.
+    """
+    bits = _check_bits(bits, "range_to_qparams", 2 if symmetric else 1)
+    if symmetric:
+        scale = torch.maximum(lo.abs(), hi.abs()) / (2 ** (bits - 1) - 1)
+        zero = torch.zeros_like(scale)
+    else:
+        lo, hi = lo.clamp(max=0), hi.clamp(min=0)
+        scale = (hi - lo) / (2**bits - 1)
+        zero = torch.where(scale > 0, torch.round(-lo / torch.where(scale > 0, scale, 1)), torch.zeros_like(lo))
+    return torch.where(scale > 0, scale, torch.ones_like(scale)), zero
+
+
+class _FakeQuantSTE(torch.autograd.Function):
+    """Forward: round to the grid and clamp; backward: identity where x/s + z is inside [qmin, qmax], 0 outside."""
+
+    @staticmethod
+    def forward(ctx, x, scale, zero, qmin, qmax):  # noqa: D102
+        y = x / scale + zero
+        inside = (y >= qmin) & (y <= qmax)
+        ctx.save_for_backward(inside)
+        return (torch.clamp(torch.round(y), qmin, qmax) - zero) * scale
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        (inside,) = ctx.saved_tensors
+        return grad * inside, None, None, None, None
+
+
+def fake_quantize(
+    x: torch.Tensor, scale: torch.Tensor, zero: torch.Tensor, bits: int, *, symmetric: bool = True
+) -> torch.Tensor:
+    """``x`` rounded to the grid (scale, zero point), differentiable by the straight-through estimator.
+
+    The gradient is 1 where x lies inside the clipping range [(qmin - z)·s, (qmax - z)·s] and 0 outside
+    (qmin, qmax = -n, n symmetric with n = 2^(b-1) - 1, or 0, 2^b - 1 asymmetric).
+    """
+    bits = _check_bits(bits, "fake_quantize", 2 if symmetric else 1)
+    qmin, qmax = (-(2 ** (bits - 1) - 1), 2 ** (bits - 1) - 1) if symmetric else (0, 2**bits - 1)
+    return _FakeQuantSTE.apply(x, scale.to(x.dtype), zero.to(x.dtype), qmin, qmax)
+
+
+class FakeQuant(nn.Module):
+    """Fake quantization of whatever passes through: a calibrated activation quantizer or a weight quantizer.
+
+    As an activation quantizer, call :meth:`observe` (or run data through while ``calibrating`` is True) and then
+    :meth:`freeze`; the range comes from all the observed values. As a weight quantizer (``dynamic=True``, used as a
+    parametrization by :func:`fake_quant_model`), the range is recomputed from the tensor on every call, so that
+    QAT through ``training.fit`` keeps the grid in step with the float weights (straight-through gradients).
+    """
+
+    def __init__(self, bits: int = 8, *, method: str = "minmax", symmetric: bool = True, per_channel: bool = False,
+                 axis: int = 0, percentile: float = 99.99, dynamic: bool = False) -> None:
+        super().__init__()
+        _check_bits(bits, "FakeQuant", 2 if symmetric else 1)
+        if method not in CALIBRATIONS:
+            raise ValueError(f"The 'method' parameter of FakeQuant must be one of "
+                             f"{', '.join(map(repr, CALIBRATIONS))}. Got {method!r} instead.")
+        self.bits, self.method, self.symmetric = bits, method, symmetric
+        self.per_channel, self.axis, self.percentile, self.dynamic = per_channel, axis, percentile, dynamic
+        self.calibrating = not dynamic
+        self._seen: list[torch.Tensor] = []
+        self.register_buffer("scale", None)
+        self.register_buffer("zero", None)
+
+    def _qparams(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        lo, hi = calibrate_range(x, self.bits, method=self.method, symmetric=self.symmetric,
+                                 per_channel=self.per_channel, axis=self.axis, percentile=self.percentile)
+        return range_to_qparams(lo, hi, self.bits, symmetric=self.symmetric)
+
+    def observe(self, x: torch.Tensor) -> None:
+        """Record activations for calibration (detached)."""
+        self._seen.append(x.detach())
+
+    def freeze(self) -> FakeQuant:
+        """Fix the grid from everything observed (concatenated along the batch axis) and stop calibrating."""
+        if not self._seen:
+            raise RuntimeError("FakeQuant.freeze needs observed data: run calibration inputs through it first.")
+        self.scale, self.zero = self._qparams(torch.cat(self._seen))
+        self._seen, self.calibrating = [], False
+        return self
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.dynamic:
+            return fake_quantize(x, *self._qparams(x), self.bits, symmetric=self.symmetric)
+        if self.calibrating:
+            self.observe(x)
+            return x
+        return fake_quantize(x, self.scale, self.zero, self.bits, symmetric=self.symmetric)
+
+
+def fake_quant_model(
+    model: nn.Module,
+    *,
+    weight_bits: int | Mapping[str, int] | None = 8,
+    act_bits: int | None = None,
+    symmetric: bool = True,
+    per_channel: bool = True,
+    weight_method: str = "minmax",
+    act_method: str = "minmax",
+    percentile: float = 99.99,
+    calibration_data: torch.Tensor | None = None,
+    act_symmetric: bool | None = None,
+) -> nn.Module:
+    """A deep copy of ``model`` with fake-quantized weights and (optionally) inputs of its Linear/Conv layers.
+
+    Weights are quantized through a parametrization (``torch.nn.utils.parametrize``) whose range is recomputed
+    on each forward: post-training quantization is simply evaluating the copy, and straight-through QAT is training
+    it with ``training.fit`` (the float weights are the parameters). With ``act_bits``, each quantizable layer's
+    input passes a :class:`FakeQuant` calibrated on ``calibration_data`` (per tensor; asymmetric unless
+    ``act_symmetric``) before the copy is returned.
+
+    Parameters
+    ----------
+    weight_bits : int, mapping layer-weight name → int, or None
+        One bit width for every quantizable layer, one per layer (unnamed layers stay in float), or none.
+    """
+    from torch.nn.utils import parametrize
+
+    fn = "fake_quant_model"
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"The 'model' parameter of {fn} must be a torch.nn.Module. Got {type(model)}.")
+    layers = quantizable_layers(model)
+    if weight_bits is None:
+        wbits: dict[str, int] = {}
+    elif isinstance(weight_bits, Mapping):
+        unknown = [n for n in weight_bits if n not in layers]
+        if unknown:
+            raise ValueError(f"The 'weight_bits' parameter of {fn} must name quantizable weights "
+                             f"({', '.join(layers)}). Got {unknown!r} instead.")
+        wbits = dict(weight_bits)
+    else:
+        wbits = {n: _check_bits(weight_bits, fn, 2 if symmetric else 1) for n in layers}
+    if act_bits is not None and calibration_data is None:
+        raise ValueError(f"The 'calibration_data' parameter of {fn} is required when act_bits is set.")
+    out = copy.deepcopy(model)
+    mods = dict(out.named_modules())
+    for name, b in wbits.items():
+        mod = mods[name.rsplit(".", 1)[0] if "." in name else ""]
+        parametrize.register_parametrization(
+            mod, "weight", FakeQuant(b, method=weight_method, symmetric=symmetric, per_channel=per_channel,
+                                     axis=0, percentile=percentile, dynamic=True))
+    if act_bits is not None:
+        sym = bool(act_symmetric) if act_symmetric is not None else False
+        for name in layers:
+            mod = mods[name.rsplit(".", 1)[0] if "." in name else ""]
+            mod.act_quant = FakeQuant(act_bits, method=act_method, symmetric=sym, percentile=percentile)
+            mod.register_forward_pre_hook(lambda m, args: (m.act_quant(args[0]),) + tuple(args[1:]))
+        was = out.training
+        out.eval()
+        with torch.no_grad():
+            out(calibration_data)
+        for name in layers:
+            mods[name.rsplit(".", 1)[0] if "." in name else ""].act_quant.freeze()
+        out.train(was)
+    return out
