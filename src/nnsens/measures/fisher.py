@@ -25,13 +25,16 @@ No function has side effects: the model is evaluated in eval mode and restored, 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
+
+from nnsens.measures._checks import check_internal_batch_size
+from nnsens.measures._checks import eval_mode as _eval_mode
+from nnsens.measures._checks import select_params as _select
 
 KINDS = ("empirical", "true")
 
@@ -56,45 +59,13 @@ def _check_common(model: object, inputs: object, target: object, kind: object, i
                              f"({inputs.shape[0]}). Got shape {tuple(target.shape)} instead.")
         if target.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
             raise TypeError(f"The 'target' parameter of {fn} must hold integer class indices. Got {target.dtype}.")
-    if internal_batch_size is None:
-        return None
-    ok = isinstance(internal_batch_size, int) and not isinstance(internal_batch_size, bool)
-    if not ok or internal_batch_size < 1:
-        raise ValueError(f"The 'internal_batch_size' parameter of {fn} must be an int in [1, inf) or None. "
-                         f"Got {internal_batch_size!r} instead.")
-    return int(internal_batch_size)
-
-
-def _select(model: nn.Module, params: Sequence[str] | str | None, fn: str) -> list[tuple[str, nn.Parameter]]:
-    named = dict(model.named_parameters())
-    if params is None:
-        out = [(n, p) for n, p in named.items() if p.requires_grad]
-    else:
-        params = [params] if isinstance(params, str) else list(params)
-        unknown = [n for n in params if n not in named]
-        if unknown:
-            raise ValueError(f"The 'params' parameter of {fn} must name parameters of the model "
-                             f"({', '.join(named)}). Got {unknown!r} instead.")
-        out = [(n, named[n]) for n in dict.fromkeys(params)]
-    if not out:
-        raise ValueError(f"{fn} needs at least one parameter with requires_grad=True.")
-    return out
+    return check_internal_batch_size(internal_batch_size, fn)
 
 
 def _chunks(n: int, size: int | None) -> Iterator[slice]:
     size = n if size is None else size
     for i in range(0, n, size):
         yield slice(i, min(i + size, n))
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 # ----------------------------------------------------------------------------- linear layers: a and g per sample

@@ -26,16 +26,19 @@ No function has side effects: the model is put in eval mode and restored, gradie
 
 from __future__ import annotations
 
-import contextlib
 import math
 import warnings
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
 import torch
 from torch import nn
+
+from nnsens.measures._checks import as_generator as _as_generator
+from nnsens.measures._checks import eval_mode as _eval_mode
+from nnsens.measures._checks import select_params as _select_params
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -80,58 +83,6 @@ def _check_float(value: object, name: str, fn: str, low: float, low_open: bool =
             f"The {name!r} parameter of {fn} must be a float in {bracket}{low}, inf). Got {value!r} instead."
         )
     return float(value)
-
-
-def _as_generator(generator: torch.Generator | int | None, fn: str) -> torch.Generator:
-    """An int seed or a Generator → a Generator (None → a freshly, non-deterministically seeded one)."""
-    if isinstance(generator, torch.Generator):
-        return generator
-    if generator is None:
-        gen = torch.Generator()
-        gen.seed()
-        return gen
-    if isinstance(generator, int) and not isinstance(generator, bool) and generator >= 0:
-        return torch.Generator().manual_seed(generator)
-    raise TypeError(
-        f"The 'generator' parameter of {fn} must be a torch.Generator, a non-negative int or None. "
-        f"Got {generator!r} instead."
-    )
-
-
-def _select_params(model: nn.Module, params: Sequence[str] | None, fn: str) -> list[tuple[str, nn.Parameter]]:
-    """The (name, parameter) pairs the Hessian is taken with respect to (default: all requiring grad)."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"The 'model' parameter of {fn} must be a torch.nn.Module. Got {type(model).__name__}.")
-    named = dict(model.named_parameters())
-    if params is None:
-        out = [(n, p) for n, p in named.items() if p.requires_grad]
-    else:
-        if isinstance(params, str):
-            params = [params]
-        unknown = [n for n in params if n not in named]
-        if unknown:
-            raise ValueError(
-                f"The 'params' parameter of {fn} must name parameters of the model ({', '.join(named)}). "
-                f"Got {unknown!r} instead."
-            )
-        frozen = [n for n in params if not named[n].requires_grad]
-        if frozen:
-            raise ValueError(f"The 'params' parameter of {fn} names parameters without requires_grad: {frozen!r}.")
-        out = [(n, named[n]) for n in dict.fromkeys(params)]
-    if not out:
-        raise ValueError(f"{fn} needs at least one parameter with requires_grad=True.")
-    return out
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    """Evaluate in eval mode (no dropout, running BatchNorm statistics), then restore ``model.training``."""
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 # ------------------------------------------------------------------------------------------------------ the HVP

@@ -23,34 +23,21 @@ come from ``torch.autograd.grad`` / ``torch.func`` (``.grad`` is never written).
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 
 import torch
 from torch import nn
 from torch.func import functional_call, grad, hessian, vmap
+
+from nnsens.measures._checks import check_internal_batch_size as _check_batch
+from nnsens.measures._checks import eval_mode as _eval_mode
+from nnsens.measures._checks import select_params as _named
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 Scores = dict[str, torch.Tensor]
 
 
 # --------------------------------------------------------------------------------------------------- validation
-def _named(model: nn.Module, params: Sequence[str] | str | None, fn: str) -> list[tuple[str, nn.Parameter]]:
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"The 'model' parameter of {fn} must be a torch.nn.Module. Got {type(model).__name__}.")
-    named = dict(model.named_parameters())
-    if params is None:
-        out = [(n, p) for n, p in named.items() if p.requires_grad]
-    else:
-        names = [params] if isinstance(params, str) else list(params)
-        unknown = [n for n in names if n not in named]
-        if unknown:
-            raise ValueError(f"The 'params' parameter of {fn} must name parameters of the model "
-                             f"({', '.join(named)}). Got {unknown!r} instead.")
-        out = [(n, named[n]) for n in dict.fromkeys(names)]
-    if not out:
-        raise ValueError(f"{fn} needs at least one parameter with requires_grad=True.")
-    return out
 
 
 def _check_data(inputs: object, target: object, fn: str) -> None:
@@ -61,25 +48,6 @@ def _check_data(inputs: object, target: object, fn: str) -> None:
     if inputs.shape[0] < 1 or target.shape[0] != inputs.shape[0]:
         raise ValueError(f"The 'target' parameter of {fn} must have one entry per input row "
                          f"({inputs.shape[0]}). Got shape {tuple(target.shape)} instead.")
-
-
-def _check_batch(value: object, fn: str) -> int | None:
-    if value is None:
-        return None
-    if not (isinstance(value, int) and not isinstance(value, bool) and value >= 1):
-        raise ValueError(f"The 'internal_batch_size' parameter of {fn} must be an int in [1, inf) or None. "
-                         f"Got {value!r} instead.")
-    return value
-
-
-@contextlib.contextmanager
-def _eval_mode(model: nn.Module) -> Iterator[None]:
-    was = model.training
-    model.eval()
-    try:
-        yield
-    finally:
-        model.train(was)
 
 
 def _chunks(n: int, size: int | None) -> list[slice]:

@@ -14,6 +14,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from nnsens.measures._checks import as_generator
+
 TargetType = int | Sequence[int] | torch.Tensor
 
 
@@ -52,16 +54,7 @@ def targets_of(target: TargetType | None, n: int, fn: str, device: torch.device)
 
 def torch_generator(generator: torch.Generator | int | None, device: torch.device | str = "cpu") -> torch.Generator:
     """A torch.Generator from an int seed or a generator (None → a fresh, nondeterministic generator)."""
-    if isinstance(generator, torch.Generator):
-        return generator
-    gen = torch.Generator(device=device)
-    if generator is None:
-        gen.seed()
-    elif isinstance(generator, int) and not isinstance(generator, bool):
-        gen.manual_seed(generator)
-    else:
-        raise TypeError(f"The 'generator' parameter must be an int, a torch.Generator or None. Got {generator!r}.")
-    return gen
+    return as_generator(generator, device=device)
 
 
 def default_batch(inputs: torch.Tensor) -> int:

@@ -33,6 +33,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from nnsens.measures._checks import as_generator
+
 ROUNDINGS = ("nearest", "toward_zero", "up", "down", "stochastic")
 _ALIASES = {"rne": "nearest", "rn": "nearest", "rz": "toward_zero", "truncate": "toward_zero", "ru": "up",
             "rd": "down", "sr": "stochastic"}
@@ -107,12 +109,8 @@ def _rounding(rounding: str, fn: str) -> str:
 
 
 def _generator(generator: torch.Generator | int | None, device: torch.device, fn: str) -> torch.Generator:
-    if isinstance(generator, torch.Generator):
-        return generator
-    if generator is None or isinstance(generator, bool) or not isinstance(generator, int):
-        raise TypeError(f"The 'generator' parameter of {fn} must be an int seed or a torch.Generator when "
-                        f"rounding='stochastic'. Got {generator!r} instead.")
-    return torch.Generator(device=device).manual_seed(generator)
+    # stochastic rounding without a generator would not be reproducible: one is required
+    return as_generator(generator, fn, device=device, required=True)
 
 
 _DTYPE_FORMATS = {torch.float64: FloatFormat(11, 52), torch.float32: FloatFormat(8, 23),
