@@ -92,7 +92,7 @@ def _notebook_source_hash(path: Path) -> str:
     return hashlib.sha256(json.dumps([(c["cell_type"], "".join(c["source"])) for c in cells]).encode()).hexdigest()
 
 
-def _tree_hash() -> str:
+def tree_hash() -> str:
     """Hash of the ``nnsens`` source tree (every .py and data file in the package)."""
     root = Path(__file__).parent
     h = hashlib.sha256()
@@ -110,8 +110,11 @@ def _pins() -> list[str]:
         return []
 
 
-def cache_key(spec: RunSpec) -> str:
-    """Hash of (notebook source, scale, parameters, resolved device, nnsens source tree, dependency pins)."""
+def cache_key(spec: RunSpec, *, tree: str | None = None) -> str:
+    """Hash of (notebook source, scale, parameters, resolved device, nnsens source tree, dependency pins).
+
+    ``tree`` is the source tree's hash when the caller already has it (a sweep hashes the tree once for all points).
+    """
     from nnsens.study import resolve_device
 
     nb = spec.entry.notebook
@@ -120,7 +123,7 @@ def cache_key(spec: RunSpec) -> str:
         "scale": spec.scale,
         "params": spec.params,
         "device": str(resolve_device(spec.params["device"])),
-        "tree": _tree_hash(),
+        "tree": tree or tree_hash(),
         "pins": _pins(),
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()

@@ -156,7 +156,8 @@ def execute(sweep: SweepPlan, *, store: Store, workers: int = 2, scheduler: str 
     from nnsens.record import git_state
 
     t0 = time.time()
-    keys = [runner.cache_key(p) for p in sweep.points]
+    tree = runner.tree_hash()
+    keys = [runner.cache_key(p, tree=tree) for p in sweep.points]
     git = git_state(registry.project_root())  # once for the sweep: the driver's checkout is what ran
     store.add_sweep(sweep.name, sweep.study, sweep.scale, sweep.engine,
                     {"axes": sweep.axes, "fixed": sweep.fixed, "description": sweep.description},
