@@ -41,6 +41,18 @@ def _x_and_hue(axes: list[str]) -> tuple[str, str | None]:
     return x, hue
 
 
+def varying_metrics(tidy: pd.DataFrame, x: str, axes: list[str], metrics: list[str]) -> list[str]:
+    """The metrics that change with ``x`` for some fixed value of the other axes (the others would be flat lines)."""
+    others = [a for a in axes if a != x]
+    out = []
+    for m in metrics:
+        data = tidy[tidy["metric"] == m]
+        spread = data.groupby(others)["value"].nunique() if others else pd.Series([data["value"].nunique()])
+        if (spread > 1).any():
+            out.append(m)
+    return out
+
+
 def summary_table(tidy: pd.DataFrame, x: str, hue: str | None, metrics: list[str]) -> pd.DataFrame:
     """Mean ± standard deviation of each metric over seeds for each value of the swept parameter(s)."""
     keys = [x] + ([hue] if hue else [])
@@ -82,6 +94,11 @@ def write_report(store: Store, name: str, *, root: Path | None = None, csv_dir: 
     x, hue = _x_and_hue(axes)
     ok = tidy[tidy["status"] == "completed"]
     metrics = [m for m in dict.fromkeys(ok["metric"]) if not m.startswith("claim:")] if len(ok) else []
+    flat = []
+    if metrics:
+        varying = varying_metrics(ok, x, axes, metrics)
+        flat = [m for m in metrics if m not in varying]
+        metrics = varying or metrics
     png = pages / f"{name}.png"
     if metrics:
         fig = plots.sweep_curves(ok, x=x, metrics=metrics, hue=hue)
@@ -112,6 +129,10 @@ def write_report(store: Store, name: str, *, root: Path | None = None, csv_dir: 
         lines += [f"![Each metric against {x}]({png.name})", "",
                   f"Each panel: mean over {'seeds' if 'seed' in axes else 'runs'} with a band of one standard "
                   "deviation.", "", summary_table(ok, x, hue, metrics).to_markdown(), ""]
+        if flat:
+            names = ", ".join(f"`{m}`" for m in flat)
+            lines += [f"Metrics that do not depend on `{x}` (the same value at every `{x}` for a given seed), left "
+                      f"out of the figure and the table but kept in the CSV: {names}.", ""]
     else:
         lines += ["No point of this sweep has completed yet: run it with `nnsens sweep` (see below).", ""]
     if len(failed):
