@@ -56,6 +56,12 @@ def check_internal_batch_size(value: object, fn: str) -> int | None:
     return int(value)
 
 
+def chunks(n: int, size: int | None) -> list[slice]:
+    """Slices covering ``range(n)`` in pieces of ``size`` (one piece when ``size`` is None)."""
+    size = n if size is None else size
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
+
+
 def as_generator(generator: torch.Generator | int | None, fn: str = "this measure", *,
                  device: torch.device | str = "cpu", required: bool = False) -> torch.Generator:
     """An int seed or a Generator → a Generator; ``None`` → a fresh, non-deterministically seeded one (an error

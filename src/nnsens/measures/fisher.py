@@ -25,7 +25,7 @@ No function has side effects: the model is evaluated in eval mode and restored, 
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -33,6 +33,7 @@ from torch import nn
 from torch.func import functional_call, grad, jacrev, vmap
 
 from nnsens.measures._checks import check_internal_batch_size
+from nnsens.measures._checks import chunks as _chunks
 from nnsens.measures._checks import eval_mode as _eval_mode
 from nnsens.measures._checks import select_params as _select
 
@@ -60,12 +61,6 @@ def _check_common(model: object, inputs: object, target: object, kind: object, i
         if target.dtype in (torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.bool):
             raise TypeError(f"The 'target' parameter of {fn} must hold integer class indices. Got {target.dtype}.")
     return check_internal_batch_size(internal_batch_size, fn)
-
-
-def _chunks(n: int, size: int | None) -> Iterator[slice]:
-    size = n if size is None else size
-    for i in range(0, n, size):
-        yield slice(i, min(i + size, n))
 
 
 # ----------------------------------------------------------------------------- linear layers: a and g per sample

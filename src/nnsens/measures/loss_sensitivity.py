@@ -30,6 +30,7 @@ from torch import nn
 from torch.func import functional_call, grad, hessian, vmap
 
 from nnsens.measures._checks import check_internal_batch_size as _check_batch
+from nnsens.measures._checks import chunks as _chunks
 from nnsens.measures._checks import eval_mode as _eval_mode
 from nnsens.measures._checks import select_params as _named
 
@@ -48,11 +49,6 @@ def _check_data(inputs: object, target: object, fn: str) -> None:
     if inputs.shape[0] < 1 or target.shape[0] != inputs.shape[0]:
         raise ValueError(f"The 'target' parameter of {fn} must have one entry per input row "
                          f"({inputs.shape[0]}). Got shape {tuple(target.shape)} instead.")
-
-
-def _chunks(n: int, size: int | None) -> list[slice]:
-    size = n if size is None else size
-    return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
 # ----------------------------------------------------------------------------------------------------- gradients
