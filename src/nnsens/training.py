@@ -21,8 +21,10 @@ def fit(
     weight_decay: float = 0.0,
     schedule: str = "constant",
     loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
+    objective: Callable[[nn.Module, torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
     generator: torch.Generator | int | None | Sequence[torch.Generator | int] = None,
     on_step: Callable[[nn.Module, int], None] | None = None,
+    before_step: Callable[[nn.Module, int], None] | None = None,
     after_step: Callable[[nn.Module, int], None] | None = None,
 ) -> list[float]:
     """Train ``model`` in place on ``(x, y)`` with minibatches drawn by ``generator``; return per-epoch mean loss.
@@ -42,8 +44,15 @@ def fit(
         each member's mean cross-entropy, so each member's gradient is exactly its own, as if trained alone (a
         custom ``loss_fn`` receives the (R, B, C) logits and (R, B) targets and must keep that property). The
         returned history is then the per-epoch loss averaged over members.
+    objective : callable, optional
+        ``objective(model, x_batch, y_batch) -> scalar loss``, in place of ``loss_fn(model(x_batch), y_batch)``, for
+        losses that need more than one forward pass or the model itself (penalties on interventions, per-sample
+        gradients). Give ``loss_fn`` or ``objective``, not both.
     on_step : callable, optional
         Called as ``on_step(model, step)`` before each optimizer step's forward pass (e.g. P21's weight poke).
+    before_step : callable, optional
+        Called as ``before_step(model, step)`` after the backward pass, before the optimizer step, with the gradients
+        in ``p.grad``: the place to transform them (clipping and noise of private training).
     after_step : callable, optional
         Called as ``after_step(model, step)`` right after each optimizer step (e.g. storing the weights in a
         low-precision format, :func:`nnsens.measures.precision.weight_rounding_hook`).
@@ -52,6 +61,8 @@ def fit(
         raise ValueError(f"The 'optimizer' parameter of fit must be one of 'adam', 'sgd'. Got {optimizer!r} instead.")
     if schedule not in ("constant", "linear"):
         raise ValueError(f"The 'schedule' parameter of fit must be one of 'constant', 'linear'. Got {schedule!r}.")
+    if loss_fn is not None and objective is not None:
+        raise ValueError("fit takes 'loss_fn' or 'objective', not both.")
     if epochs < 0 or batch_size < 1:
         raise ValueError(f"fit needs epochs >= 0 and batch_size >= 1. Got epochs={epochs}, batch_size={batch_size}.")
     batched = isinstance(generator, (list, tuple))
@@ -90,9 +101,12 @@ def fit(
             idx = order[..., i : i + batch_size]  # (B,) or (R, B); x[idx] is (B, d) or (R, B, d)
             if on_step is not None:
                 on_step(model, step)
-            loss = loss_fn(model(x[idx]), y[idx])
+            xb, yb = x[idx], y[idx]
+            loss = objective(model, xb, yb) if objective is not None else loss_fn(model(xb), yb)
             opt.zero_grad(set_to_none=True)
             loss.backward()
+            if before_step is not None:
+                before_step(model, step)
             opt.step()
             if after_step is not None:
                 after_step(model, step)

@@ -1,89 +1,11 @@
-"""Shared figures. One style for the whole book; each study adds its figure functions here, in its own section."""
+"""Figures of part III (parameter sensitivity), one section per study."""
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
+import numpy as np
 import seaborn as sns
 
-sns.set_theme(context="notebook", style="whitegrid", palette="colorblind")
-
-
-def figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.0, height: float = 3.2, **kw):
-    """A figure with the book's size conventions; returns ``(fig, axes)``."""
-    return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), constrained_layout=True, **kw)
-
-
-def sweep_curves(tidy, *, x: str, metrics: list[str], hue: str | None = None, ncols: int = 3):
-    """Each metric against the swept parameter ``x``: mean over seeds with a band of one standard deviation.
-
-    ``tidy`` has one row per (run, metric) with columns ``metric``, ``value``, ``x`` and ``hue``.
-    """
-    import math
-
-    ncols = max(1, min(ncols, len(metrics)))
-    nrows = math.ceil(len(metrics) / ncols)
-    fig, axes = figure(ncols, nrows, squeeze=False)
-    for ax, metric in zip(axes.flat, metrics):
-        data = tidy[tidy["metric"] == metric]
-        sns.lineplot(data=data, x=x, y="value", hue=hue, errorbar="sd", marker="o", ax=ax,
-                     palette="colorblind" if hue else None)
-        ax.set_title(metric, fontsize=10)
-        ax.set_ylabel("")
-    for ax in list(axes.flat)[len(metrics):]:
-        ax.set_visible(False)
-    return fig
-
-
-# --- P21: Calibrated Chaos (variance between training runs) ---
-
-_P21_FAMILIES = {"i": "(i) all\nseeds", "ii": "(ii) model\nseed", "iii": "(iii) order\nseed", "iv": "(iv) poke\nonly"}
-
-
-def p21_variance(result):
-    """Left: histogram of family (i)'s test accuracies with the independent-errors prediction N(mean, Var_pred).
-    Right: run accuracies on test halves A and B (near-zero correlation when runs differ only by test-set luck)."""
-    import numpy as np
-
-    fig, (ax1, ax2) = figure(2, width=4.6)
-    acc = 100 * np.asarray(result.acc["i"])
-    ax1.hist(acc, bins=min(20, max(5, len(acc) // 4)), density=True, alpha=0.6, label="runs of family (i)")
-    mu, sd = acc.mean(), 100 * float(np.sqrt(result.ratio.var_pred))
-    grid = np.linspace(min(acc.min(), mu - 4 * sd), max(acc.max(), mu + 4 * sd), 200)
-    ax1.plot(grid, np.exp(-0.5 * ((grid - mu) / sd) ** 2) / (sd * np.sqrt(2 * np.pi)), color="C3",
-             label="independent errors")
-    ax1.set(xlabel="test accuracy (%)", ylabel="density",
-            title=f"Var_emp / Var_pred = {result.ratio.ratio:.2f}")
-    ax1.legend(fontsize="small")
-    a, b = 100 * np.asarray(result.split.acc_a), 100 * np.asarray(result.split.acc_b)
-    ax2.scatter(a, b, s=14, alpha=0.7)
-    ax2.set(xlabel="accuracy on half A (%)", ylabel="accuracy on half B (%)",
-            title=f"split-half Pearson r = {result.split.r:.2f}")
-    return fig
-
-
-def p21_chaos(result):
-    """Left: across-run std of test accuracy per family, with the ±35 % band around family (i).
-    Right: churn (share of test examples predicted differently) between pairs of runs in each family and between
-    each poked run and its unpoked twin, with the 50 %-of-family-(i) line."""
-    import numpy as np
-
-    fig, (ax1, ax2) = figure(2, width=4.6)
-    fams = list(_P21_FAMILIES)
-    std = [100 * result.std[f] for f in fams]
-    ax1.bar(range(4), std, color=[f"C{k}" for k in range(4)])
-    ax1.axhspan(0.65 * std[0], 1.35 * std[0], color="grey", alpha=0.2, label="±35 % of (i)")
-    ax1.axhline(100 * np.sqrt(result.ratio.var_pred), color="C3", ls="--", label="independent errors")
-    ax1.set_xticks(range(4), [_P21_FAMILIES[f] for f in fams], fontsize="small")
-    ax1.set(ylabel="std of test accuracy (points)", title="spread by source of randomness")
-    ax1.legend(fontsize="small")
-    churns = [100 * result.pairwise_churn[f] for f in fams] + [100 * float(np.mean(result.poke_churn))]
-    ax2.bar(range(5), churns, color=[f"C{k}" for k in range(4)] + ["C4"])
-    ax2.axhline(50 * result.pairwise_churn["i"], color="k", ls=":", label="50 % of (i)")
-    ax2.set_xticks(range(5), [_P21_FAMILIES[f] for f in fams] + ["poked vs\nunpoked"], fontsize="small")
-    ax2.set(ylabel="churn (% of test examples)", title="disagreement between runs")
-    ax2.legend(fontsize="small")
-    return fig
-
+from nnsens.plots._base import figure
 
 # --- P39: HAWQ-V2 (Hessian-trace-weighted mixed-precision quantization) ---
 
@@ -108,7 +30,6 @@ def _p39_plain_log(ax):
 def p39_layer_traces(result):
     """Per-layer sensitivity of the first seed of each model: Hutchinson Tr(H_i)/n_i (bars, ±3 standard errors),
     the exact value where it was computed (crosses) and the top eigenvalue λ_max(H_i) (diamonds), log scale."""
-    import numpy as np
 
     models = sorted({r.model for r in result.runs}, key=list(_P39_TITLES).index)
     fig, axes = figure(len(models), width=4.4, squeeze=False)
@@ -131,7 +52,6 @@ def p39_layer_traces(result):
 def p39_omega_scatter(result):
     """ΣΩ (trace, top eigenvalue) against the true training-loss increase over all configurations, first seed of
     each model; titles give Spearman ρ for that seed and its mean over seeds."""
-    import numpy as np
 
     models = sorted({r.model for r in result.runs}, key=list(_P39_TITLES).index)
     fig, axes = figure(2, len(models), width=4.0, height=3.2, squeeze=False)
@@ -179,102 +99,6 @@ def p39_pareto(result):
     return fig
 
 
-# --- P46: Sobol attribution (variance-based black-box explanations) ---
-
-P46_LABELS = {"sobol": "Sobol", "rise": "RISE", "occlusion": "Occlusion", "saliency": "Saliency",
-              "integrated_gradients": "Int. Gradients", "gradcam": "Grad-CAM"}
-
-
-def p46_ishigami(result):
-    """Estimated vs analytic first-order and total Sobol indices of the Ishigami function."""
-    import numpy as np
-
-    fig, ax = figure(width=5.0)
-    x = np.arange(3)
-    ish = result.ishigami
-    for k, (key, label) in enumerate([("first", "first order"), ("total", "total")]):
-        ax.bar(x + (k - 0.5) * 0.38, ish[key], width=0.36, label=f"{label}: estimate", color=f"C{k}")
-        ax.scatter(x + (k - 0.5) * 0.38, ish[f"{key}_true"], marker="_", s=400, color="black", zorder=3,
-                   label="analytic" if k == 0 else None)
-    ax.set_xticks(x, ["$x_1$", "$x_2$", "$x_3$"])
-    ax.set_ylabel("Sobol index")
-    ax.set_title("Ishigami (a = 7, b = 0.1), $2^{12}$ QMC base points", fontsize=10)
-    ax.legend(fontsize=8)
-    return fig
-
-
-def p46_maps(result, task: str, methods=None):
-    """Example images (planted cells outlined) and each method's map, one row per image."""
-    import matplotlib.patches as patches
-
-    ex = result.examples[task]
-    methods = [m for m in (methods or P46_LABELS) if m in ex]
-    k = ex["image"].shape[0]
-    fig, axes = figure(len(methods) + 1, k, width=1.7, height=1.7, squeeze=False)
-    for i in range(k):
-        axes[i, 0].imshow(ex["image"][i], cmap="gray", vmin=0, vmax=1)
-        if "evidence" in ex:
-            g = ex["evidence"].shape[-1]
-            s = ex["image"].shape[-1] / g
-            for r, c in zip(*ex["evidence"][i].nonzero()):
-                axes[i, 0].add_patch(patches.Rectangle((c * s - 0.5, r * s - 0.5), s, s, fill=False, ec="red", lw=1.5))
-        for j, m in enumerate(methods, start=1):
-            axes[i, j].imshow(ex[m][i], cmap="magma")
-            if i == 0:
-                axes[i, j].set_title(P46_LABELS[m], fontsize=9)
-    axes[0, 0].set_title("image", fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
-    return fig
-
-
-def p46_deletion_curves(result):
-    """Mean deletion curves (softmax probability of the target vs fraction of pixels set to 0), per task."""
-    import numpy as np
-
-    tasks = list(result.curves)
-    fig, axes = figure(len(tasks), width=4.2, squeeze=False)
-    for ax, task in zip(axes[0], tasks):
-        for k, (m, curve) in enumerate(result.curves[task].items()):
-            frac = np.linspace(0, 1, len(curve))
-            auc = result.deletion[task][m]
-            ax.plot(frac, curve, label=f"{P46_LABELS[m]} ({auc:.3f})", color=f"C{k}", lw=2 if m == "sobol" else 1.2)
-        ax.set_xlabel("fraction of pixels deleted")
-        ax.set_title(f"{task}: deletion (AUC)", fontsize=10)
-        ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("target probability")
-    return fig
-
-
-def p46_budget(result):
-    """Sobol with N designs: OR top-2 rate and single-task deletion AUC against forwards per image (the sweep's
-    images, with occlusion and RISE on the same images for reference)."""
-    fig, axes = figure(2, width=4.2)
-    f = [r["forwards"] for r in result.sweep]
-    axes[0].plot(f, [r["or_top2"] for r in result.sweep], marker="o", label="Sobol (N designs)")
-    ref = result.sweep_reference
-    axes[0].axhline(ref["occlusion_or_top2"], color="C2", ls="--", label="occlusion (65 fwd)")
-    axes[0].axhline(0.9, color="gray", ls=":", lw=1, label="check 2: 0.9")
-    axes[0].set_ylim(-0.05, 1.05)
-    axes[0].set_ylabel("both planted cells in top 2")
-    axes[0].set_title("OR task", fontsize=10)
-    axes[1].plot(f, [r["deletion_single"] for r in result.sweep], marker="o", label="Sobol (N designs)")
-    axes[1].scatter([result.forwards["rise"]], [ref["rise_deletion_single"]], color="C1", zorder=3,
-                    label=f"RISE ({result.forwards['rise']} masks)")
-    axes[1].set_ylabel("deletion AUC (lower is better)")
-    axes[1].set_title("single-patch task", fontsize=10)
-    for ax, key in zip(axes, ("or_top2", "deletion_single")):
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("forwards per image")
-        for r in result.sweep:
-            ax.annotate(f"N={r['n_designs']}", (r["forwards"], r[key]), xytext=(0, 6), textcoords="offset points",
-                        fontsize=7, ha="center", color="C0")
-        ax.legend(fontsize=7)
-    return fig
-
-
 # --- P40: numerical precision (knees over mantissa bits, forward error scaling)
 def p40_knees(result):
     """Test accuracy against mantissa bits m for each (lr, rounding) cell, one panel per width (mean over seeds),
@@ -303,7 +127,6 @@ def p40_knees(result):
 def p40_forward_error(result):
     """Median relative logit error of FP32-trained nets whose weights are rounded to m bits, per depth (log2 scale,
     mean over seeds): truncation (solid) and round-to-nearest (dashed); the grey line has slope −1."""
-    import numpy as np
 
     fig, axes = figure(1, width=5.0)
     ax = axes
@@ -332,7 +155,6 @@ P53_LABELS = {"svd": "SVD", "fwsvd": "FWSVD (diag)", "svd_llm": "SVD-LLM (whiten
 def p53_accuracy(result):
     """Test accuracy (left) and test loss (right) of the main MLP against the fraction of weights removed in every
     compressed layer, one line per method: mean over seeds, bars = min..max over seeds; dotted = uncompressed."""
-    import numpy as np
 
     fig, axes = figure(2, width=4.4)
     ratios = 100 * np.asarray(result.ratios)
@@ -354,7 +176,6 @@ def p53_prediction(result):
     """Auxiliary 32×40 layer, first seed: ½ΔᵀFΔ with the full empirical Fisher against the actual test-loss increase,
     every method × ratio (marker size grows with the ratio), and the relative error ‖F − F̃‖/‖F‖ of the Fisher
     approximations (right)."""
-    import numpy as np
 
     r = result.runs[0]
     fig, axes = figure(2, width=4.4)
@@ -441,7 +262,6 @@ _P22_LABELS = {"hap": "HAP (Hessian trace·‖w‖²)", "l1": "L1 magnitude", "r
 def p22_accuracy(result):
     """Test accuracy against the fraction of conv channels removed, mean over seeds (±1 sd band): one-shot
     (dashed) and after fine-tuning (solid), per ranking; the dense network's accuracy as a grey line."""
-    import numpy as np
 
     fig, ax = figure(width=5.6, height=4.4)
     ratios = np.array(sorted(result.ratios))
@@ -474,7 +294,6 @@ def p22_channel_traces(result):
 
 def p22_kept_channels(result, ratio: float | None = None):
     """Channels each ranking keeps in each conv layer at ``ratio`` (default: the largest), first seed."""
-    import numpy as np
 
     ratio = max(result.ratios) if ratio is None else ratio
     r = result.runs[0]
@@ -513,7 +332,6 @@ def p45_ptq_curves(result):
 
 def p45_named_formats(result):
     """Accuracy drop (points, mean over seeds) of every emulated format and rounding mode, per classifier."""
-    import numpy as np
 
     models = sorted({m for m, _ in result.fp32_acc})
     fig, axes = figure(len(models), width=4.6, height=0.28 * len(result.formats) + 1.4, squeeze=False)
