@@ -134,7 +134,7 @@ def _min_steps(run, truth: float, target: float = 1e-4, cap: int = 200) -> int:
 
 
 def _eig_rows(net, x, y):
-    from nnsens.measures.hessian import hessian_top_eigenvalues
+    from nnsens.measures.spectrum import hessian_top_eigenvalues
 
     truth = hessian_top_eigenvalues(net, x, target=y, k=1, tol=1e-10, solver="arpack", ncv=40,
                                     generator=123).values[0]

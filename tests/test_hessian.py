@@ -15,12 +15,11 @@ from nnsens.measures.hessian import (
     TraceEstimate,
     exact_hessian,
     exact_layer_traces,
-    hessian_top_eigenvalue,
     hessian_trace,
     layer_hessian_traces,
-    layer_top_eigenvalues,
     make_hvp,
 )
+from nnsens.measures.spectrum import hessian_top_eigenvalue, layer_top_eigenvalues
 from nnsens.models import MLP
 
 
@@ -259,11 +258,8 @@ def test_bad_arguments(tiny, call, exc, msg):
 
 
 # ============================================================ Hutch++, rtol, channels, Lanczos top-k, SLQ density
-from nnsens.measures.hessian import (  # noqa: E402
-    channel_hessian_traces,
-    hessian_spectral_density,
-    hessian_top_eigenvalues,
-)
+from nnsens.measures.hessian import channel_hessian_traces  # noqa: E402
+from nnsens.measures.spectrum import hessian_spectral_density, hessian_top_eigenvalues  # noqa: E402
 
 # Few dominant eigenvalues and a flat tail, like a trained network's Hessian: Tr = 180 + 57 × 0.1 = 185.7.
 DOMINANT = [100.0, 50.0, 30.0] + [0.1] * 57
@@ -385,7 +381,7 @@ def test_lanczos_needs_fewer_hvps_than_power_iteration():
     m, f = Quadratic((60,)), half_quadratic(A)
     top = hessian_top_eigenvalues(m, X1, target=Y1, loss_fn=f, k=1, tol=1e-6, generator=0)
     assert top.values[0] == pytest.approx(100.0, rel=1e-6)
-    from nnsens.measures.hessian import _power_iteration
+    from nnsens.measures.spectrum import _power_iteration
 
     hvp = make_hvp(m, X1, target=Y1, loss_fn=f)
     assert _power_iteration(hvp, 10_000, 1e-12, torch.Generator().manual_seed(0)) == pytest.approx(100.0, rel=1e-6)

@@ -8,20 +8,14 @@ from nnsens.measures.fisher import (  # P53: Fisher information (diagonal, K-FAC
     kfac_fisher,
     linear_layer_terms,
 )
-from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, Hutch++/Hutchinson, Lanczos, SLQ)
-    Eigenvalues,
+from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, Hutch++/Hutchinson, exact blocks)
     HessianVectorProduct,
-    SpectralDensity,
     TraceEstimate,
     channel_hessian_traces,
     exact_hessian,
     exact_layer_traces,
-    hessian_spectral_density,
-    hessian_top_eigenvalue,
-    hessian_top_eigenvalues,
     hessian_trace,
     layer_hessian_traces,
-    layer_top_eigenvalues,
     make_hvp,
 )
 from nnsens.measures.loss_sensitivity import (  # P03/P32: loss-based sensitivity (|dL/dw|, Taylor, SNIP, OBD)
@@ -66,6 +60,14 @@ from nnsens.measures.sobol import (  # P46: Sobol indices and Sobol attribution
     SobolIndices,
     sobol_attribution,
     sobol_indices,
+)
+from nnsens.measures.spectrum import (  # P39: the Hessian's spectrum (power iteration, Lanczos, SLQ density)
+    Eigenvalues,
+    SpectralDensity,
+    hessian_spectral_density,
+    hessian_top_eigenvalue,
+    hessian_top_eigenvalues,
+    layer_top_eigenvalues,
 )
 from nnsens.measures.variance import (  # P21: variance between training runs
     SplitHalf,

@@ -7,10 +7,37 @@ Messages follow scikit-learn's form: "The 'internal_batch_size' parameter of fis
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Iterator, Sequence
 
 import torch
 from torch import nn
+
+
+class InvalidParameterError(ValueError, TypeError):
+    """A bad argument value or type (both a ValueError and a TypeError, as in scikit-learn)."""
+
+
+def check_int(value: object, name: str, fn: str, low: int = 1, high: float | None = None) -> int:
+    """An int in [low, high] (high None or inf: unbounded), else :class:`InvalidParameterError`."""
+    high = math.inf if high is None else high
+    ok = isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
+    if not ok:
+        rng = f"[{low}, inf)" if high == math.inf else f"[{low}, {int(high)}]"
+        raise InvalidParameterError(f"The {name!r} parameter of {fn} must be an int in {rng}. Got {value!r} instead.")
+    return int(value)
+
+
+def check_float(value: object, name: str, fn: str, low: float = 0.0, *, low_open: bool = True) -> float:
+    """A finite real number above ``low`` (at or above when ``low_open=False``), else :class:`InvalidParameterError`."""
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+    ok = ok and (value > low if low_open else value >= low)
+    if not ok:
+        bracket = "(" if low_open else "["
+        raise InvalidParameterError(
+            f"The {name!r} parameter of {fn} must be a float in {bracket}{low}, inf). Got {value!r} instead."
+        )
+    return float(value)
 
 
 def select_params(model: nn.Module, params: Sequence[str] | str | None, fn: str) -> list[tuple[str, nn.Parameter]]:

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from nnsens.measures._checks import as_generator
+from nnsens.measures._checks import as_generator, check_int
 
 TargetType = int | Sequence[int] | torch.Tensor
 
@@ -22,15 +22,6 @@ TargetType = int | Sequence[int] | torch.Tensor
 # --------------------------------------------------------------------------------------------------------------------
 # Shared helpers
 # --------------------------------------------------------------------------------------------------------------------
-def check_int(value: object, name: str, fn: str, low: int = 1, high: int | None = None) -> int:
-    """Validate an int parameter with a scikit-learn-style message."""
-    rng = f"[{low}, {'inf)' if high is None else str(high) + ']'}"
-    if not isinstance(value, int) or isinstance(value, bool) or value < low or (high is not None and value > high):
-        err = TypeError if not isinstance(value, int) or isinstance(value, bool) else ValueError
-        raise err(f"The {name!r} parameter of {fn} must be an int in {rng}. Got {value!r} instead.")
-    return value
-
-
 def check_images(inputs: object, fn: str) -> torch.Tensor:
     """``inputs`` must be a floating (N, C, H, W) tensor."""
     if not isinstance(inputs, torch.Tensor) or inputs.ndim != 4 or not inputs.is_floating_point():

@@ -32,17 +32,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from nnsens.measures._checks import check_float
 from nnsens.methods.pruning import magnitude_scores, masks_from_scores, prunable
 from nnsens.training import evaluate, fit
 
 METHODS = ("dense", "lobster", "shuffled", "l2_imp")
-
-
-def _check_float(value: object, name: str, fn: str, low: float = 0.0) -> float:
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value) and value >= low
-    if not ok:
-        raise ValueError(f"The {name!r} parameter of {fn} must be a float in [{low}, inf). Got {value!r} instead.")
-    return float(value)
 
 
 class Lobster:
@@ -71,7 +65,7 @@ class Lobster:
         shuffle: bool = False,
         generator: torch.Generator | int | None = None,
     ) -> None:
-        self.lmbda = _check_float(lmbda, "lmbda", "Lobster")
+        self.lmbda = check_float(lmbda, "lmbda", "Lobster", low_open=False)
         named = dict(model.named_parameters())
         names = prunable(model, bias=True) if params is None else list(params)
         unknown = [n for n in names if n not in named]
@@ -305,7 +299,7 @@ def train_sparse(
         raise ValueError(f"The 'target' parameter of {fn} is required for method='l2_imp'.")
     if not (isinstance(epochs, int) and epochs >= 1):
         raise ValueError(f"The 'epochs' parameter of {fn} must be an int in [1, inf). Got {epochs!r} instead.")
-    lmbda, twt = _check_float(lmbda, "lmbda", fn), _check_float(twt, "twt", fn)
+    lmbda, twt = check_float(lmbda, "lmbda", fn, low_open=False), check_float(twt, "twt", fn, low_open=False)
     gen = generator if isinstance(generator, torch.Generator) else torch.Generator().manual_seed(int(generator or 0))
     names = prunable(model, bias=True)
     run = SparseRun(method)

@@ -18,8 +18,9 @@ import torch
 from scipy.stats import spearmanr
 
 from nnsens.data import digits, mnist1d_split
-from nnsens.measures.hessian import exact_layer_traces, layer_hessian_traces, layer_top_eigenvalues, make_hvp
+from nnsens.measures.hessian import exact_layer_traces, layer_hessian_traces, make_hvp
 from nnsens.measures.quantization import quantize
+from nnsens.measures.spectrum import layer_top_eigenvalues
 from nnsens.methods import hawq
 from nnsens.models import MLP, SmallCNN
 from nnsens.study import Claim, Paper, StudyConfig, Verdict, compare, param, resolve_device
