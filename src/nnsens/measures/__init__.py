@@ -1,5 +1,18 @@
 """Sensitivity measures, one module per family, re-exported flat here."""
 
+from nnsens.measures.causal import (  # P01, P04: marginal sensitivity model bounds under unobserved confounding
+    msm_bounds,
+    msm_bounds_discrete,
+    msm_weight_range,
+)
+from nnsens.measures.concepts import (  # P58: concept activation vectors and TCAV
+    directional_derivatives,
+    layer_activations,
+    layer_gradients,
+    tcav_scores,
+    tcav_significance,
+    train_cav,
+)
 from nnsens.measures.fisher import (  # P53: Fisher information (diagonal, K-FAC factors, exact small blocks)
     KFACFactors,
     exact_fisher,
@@ -7,6 +20,12 @@ from nnsens.measures.fisher import (  # P53: Fisher information (diagonal, K-FAC
     kfac_factors,
     kfac_fisher,
     linear_layer_terms,
+)
+from nnsens.measures.fullgrad import (  # P28: full-gradient representation
+    FullGradParts,
+    check_relu_network,
+    fullgrad,
+    fullgrad_parts,
 )
 from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, Hutch++/Hutchinson, exact blocks)
     HessianVectorProduct,
@@ -30,6 +49,9 @@ from nnsens.measures.metrics import (  # P46: faithfulness and localisation of s
     deletion_auc,
     deletion_curve,
     insertion_auc,
+    pixel_perturbation,
+    remove_and_retrain,
+    remove_top_pixels,
     top_k_hits,
 )
 from nnsens.measures.perturbation import (  # P46: black-box perturbation attributions
@@ -81,6 +103,22 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "directional_derivatives",
+    "layer_activations",
+    "layer_gradients",
+    "tcav_scores",
+    "tcav_significance",
+    "train_cav",
+    "msm_bounds",
+    "msm_bounds_discrete",
+    "msm_weight_range",
+    "FullGradParts",
+    "check_relu_network",
+    "fullgrad",
+    "fullgrad_parts",
+    "pixel_perturbation",
+    "remove_and_retrain",
+    "remove_top_pixels",
     "KFACFactors",
     "exact_fisher",
     "fisher_diagonal",
