@@ -366,3 +366,131 @@ def p45_training(result):
     ax.set_ylabel("accuracy drop vs FP32 (points)")
     ax.legend(fontsize=7)
     return fig
+
+
+# --- P32: pruning survey (magnitude, redundancy and sensitivity methods side by side) ---
+
+P32_LABELS = {"magnitude_global": "magnitude (global)", "magnitude_layer": "magnitude (layer-wise)",
+              "obd": "OBD (½F·w²)", "taylor": "Taylor |w·g|", "snip": "SNIP (at init)", "merge": "neuron merging"}
+
+
+def p32_obs_prediction(result):
+    """Claim 1, first replicate: OBS's predicted increase w_q²/(2[H⁻¹]_qq) against the actual increase of the
+    regularised objective after the full OBS step, for each sampled output-layer weight (log-log, y = x line)."""
+    r = result.runs[0]
+    fig, ax = figure(width=4.2, height=3.6)
+    floor = 1e-12  # weights of dead hidden units (zero features) have both increases at round-off level
+    pred, act = np.maximum(r.predicted, floor), np.maximum(r.actual, floor)
+    ax.scatter(pred, act, s=10, alpha=0.7)
+    lo, hi = floor, max(pred.max(), act.max())
+    ax.plot([lo, hi], [lo, hi], color="0.5", lw=1)
+    n_floor = int(((pred <= floor) | (act <= floor)).sum())
+    ax.set(xscale="log", yscale="log", xlabel="predicted increase (≥1e-12)", ylabel="actual increase (≥1e-12)",
+           title=f"output layer, replicate {r.seed}: ρ = {r.rho:.2f}\n{n_floor} weight(s) at the 1e-12 floor")
+    return fig
+
+
+def p32_accuracy(result):
+    """Test accuracy against the fraction of weights pruned, mean over replicates: one-shot (left) and after
+    fine-tuning (right; SNIP: trained from its initialisation), per method; the dense network as a grey line."""
+    sp = np.array(sorted(result.sparsities))
+    tuned_too = not np.isnan(result.runs[0].tuned[(result.methods[0], sp[0])])
+    fig, axes = figure(2 if tuned_too else 1, width=4.2, height=3.6, squeeze=False)
+    for ax, tuned in zip(axes[0], (False, True)):
+        for i, m in enumerate(result.methods):
+            ax.plot(100 * sp, [result.mean_acc(m, s, tuned) for s in sp], marker="o", color=f"C{i}",
+                    label=P32_LABELS[m])
+        ax.axhline(result.dense(), color="0.4", lw=1, label="dense")
+        ax.set(xlabel="weights pruned (%)", ylabel="test accuracy (%)",
+               title="after fine-tuning" if tuned else "one-shot")
+    fig.legend(*axes[0][0].get_legend_handles_labels(), loc="outside lower center", ncols=4, fontsize="x-small")
+    return fig
+
+
+def p32_last_layer(result):
+    """Claim 2a: pruning only the output layer (100×10 weights), iterative OBS against magnitude, one-shot test
+    accuracy against the layer's sparsity; one thin line per replicate, the mean thick."""
+    sp = sorted(result.sparsities)
+    fig, ax = figure(width=4.4, height=3.4)
+    for i, (key, label) in enumerate((("last_obs", "iterative OBS"), ("last_magnitude", "magnitude"))):
+        accs = np.array([[100 * getattr(r, key)[s] for s in sp] for r in result.runs])
+        for row in accs:
+            ax.plot(100 * np.array(sp), row, color=f"C{i}", lw=0.6, alpha=0.5)
+        ax.plot(100 * np.array(sp), accs.mean(0), color=f"C{i}", lw=2, marker="o", label=label)
+    ax.axhline(result.dense(), color="0.4", lw=1, label="dense")
+    ax.set(xlabel="output-layer weights pruned (%)", ylabel="test accuracy (%)")
+    ax.legend(fontsize="small")
+    return fig
+
+
+# --- P15: Quantune (XGBoost-guided search over post-training quantization configurations) ---
+
+P15_STRATEGY_LABELS = {"random": "random", "genetic": "genetic algorithm", "xgboost": "XGBoost (Quantune)"}
+
+
+def p15_grid(result):
+    """Every configuration of each model's grid, sorted by validation accuracy (dots coloured by precision option);
+    dotted: the float (BatchNorm-folded) model; band: the target, within 0.1 point of the grid optimum."""
+
+    runs = result.runs
+    fig, axes = figure(len(runs), width=4.2, squeeze=False)
+    for ax, r in zip(axes[0], runs):
+        order = np.argsort(-r.val_acc)
+        prec = np.array([r.grid.config(i)["precision"] for i in order])
+        kinds = list(dict.fromkeys(p.split(":")[0] for p in r.grid.levels[4]))
+        for j, kind in enumerate(kinds):
+            sel = np.array([p.split(":")[0] == kind for p in prec])
+            ax.scatter(np.flatnonzero(sel) + 1, 100 * r.val_acc[order][sel], s=10, color=f"C{j}", label=kind)
+        best = 100 * r.val_acc.max()
+        ax.axhspan(best - 0.1, best, color="C3", alpha=0.25, lw=0)
+        ax.axhline(100 * r.fp_val, color="k", ls=":", lw=1)
+        ax.set(xlabel="configuration rank", ylabel="validation accuracy (%)",
+               title=f"{r.model}: {100 * r.target_fraction:.1f} % on target")
+        lo = np.percentile(100 * r.val_acc, 5)
+        ax.set_ylim(max(0, lo - 2), best + 1)
+        ax.legend(fontsize="x-small", title="precision", title_fontsize="x-small")
+    return fig
+
+
+def p15_search_curves(result):
+    """Fraction of search seeds that have found an on-target configuration after n evaluations, per strategy
+    (empirical CDF of the evaluations to target); dashed: 20 % of the grid (check 1's budget)."""
+
+    runs = result.runs
+    fig, axes = figure(len(runs), width=4.2, squeeze=False)
+    for ax, r in zip(axes[0], runs):
+        n = len(r.grid)
+        steps = np.arange(1, n + 1)
+        for j, (s, label) in enumerate(P15_STRATEGY_LABELS.items()):
+            found = (r.evals[s][None, :] <= steps[:, None]).mean(1)
+            ax.step(steps, found, where="post", color=f"C{j}", label=f"{label} (mean {r.evals[s].mean():.1f})")
+        ax.axvline(0.2 * n, color="0.4", ls="--", lw=1)
+        ax.set(xscale="log", xlabel="configurations evaluated", ylabel="seeds on target",
+               title=f"{r.model} ({n} configurations)")
+        ax.legend(fontsize="x-small", loc="lower right")
+    return fig
+
+
+def p15_fragility(result):
+    """Test-accuracy drop of each model at int8 ('high') with max calibration, per-tensor against per-channel
+    weight scales (mean over calibration sizes and schemes; dots = the individual configurations)."""
+
+    fig, ax = figure(1, width=5.0)
+    for j, gran in enumerate(("tensor", "channel")):
+        for i, r in enumerate(result.runs):
+            idx = r.grid.select(calibration="max", granularity=gran, precision="high")
+            if not idx.size:
+                continue
+            drops = 100 * (r.fp_test - r.test_acc[idx])
+            x = i + (j - 0.5) * 0.35
+            ax.bar(x, drops.mean(), width=0.33, color=f"C{j}", label=f"per {gran}" if i == 0 else None)
+            ax.scatter(np.full(drops.size, x), drops, color="k", s=8, zorder=3)
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set_xticks(range(len(result.runs)), [r.model for r in result.runs])
+    ax.set(ylabel="test-accuracy drop (points)", title="int8, max calibration, BatchNorm folded")
+    if ax.get_legend_handles_labels()[0]:
+        ax.legend(fontsize="small")
+    else:
+        ax.text(0.5, 0.5, "no int8 / max-calibration configurations in this grid", ha="center",
+                transform=ax.transAxes, fontsize="small")
+    return fig
