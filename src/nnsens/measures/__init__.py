@@ -27,6 +27,7 @@ from nnsens.measures.fullgrad import (  # P28: full-gradient representation
     fullgrad,
     fullgrad_parts,
 )
+from nnsens.measures.gradients import smoothgrad  # P07: gradient maps averaged over noisy copies
 from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, Hutch++/Hutchinson, exact blocks)
     HessianVectorProduct,
     TraceEstimate,
@@ -49,11 +50,14 @@ from nnsens.measures.metrics import (  # P46: faithfulness and localisation of s
     deletion_auc,
     deletion_curve,
     insertion_auc,
+    mu_fidelity,
     pixel_perturbation,
+    pointing_game,
     remove_and_retrain,
     remove_top_pixels,
     top_k_hits,
 )
+from nnsens.measures.osa_das import osa_das  # P07: occlusion scored by augmentation-subspace distance
 from nnsens.measures.perturbation import (  # P46: black-box perturbation attributions
     occlusion_cells,
     rise,
@@ -103,6 +107,10 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "smoothgrad",
+    "mu_fidelity",
+    "pointing_game",
+    "osa_das",
     "directional_derivatives",
     "layer_activations",
     "layer_gradients",

@@ -49,14 +49,18 @@ def torch_generator(generator: torch.Generator | int | None, device: torch.devic
 
 
 def default_batch(inputs: torch.Tensor) -> int:
-    """Perturbed copies per forward when the caller gives none: 128 copies of a 1x32x32 image on CPU, 8,192 on GPU.
+    """Perturbed copies per forward when the caller gives none: 128 copies of a 1x32x32 image on CPU (at most
+    1,024 whatever the size), 8,192 on GPU.
 
     Measured on one CPU thread with a two-conv SmallCNN at 32x32: 128 copies per forward ran about twice as fast as
-    256 (the activations of 256 copies no longer fit in cache), and 64 no faster than 128. On a GPU, large batches
-    amortize the per-launch cost.
+    256 (the activations of 256 copies no longer fit in cache), and 64 no faster than 128. The benchmark
+    ``benchmarks/bench_attribution.py`` (SmallCNN 8-16-fc64, one thread) finds the best per-copy cost at 128-256
+    copies at 28x28 and 32x32 (this rule's choice within 10 %) and at 1,024 copies at 8x8, where 2,048 was about
+    10 % slower: hence the cap. On a GPU, large batches amortize the per-launch cost.
     """
-    copies = 8192 if inputs.device.type == "cuda" else 128
-    return max(16, (copies * 1024) // max(1, math.prod(inputs.shape[1:])))
+    if inputs.device.type == "cuda":
+        return max(16, (8192 * 1024) // max(1, math.prod(inputs.shape[1:])))
+    return min(1024, max(16, (128 * 1024) // max(1, math.prod(inputs.shape[1:]))))
 
 
 @torch.no_grad()
@@ -200,15 +204,15 @@ def occlusion_cells(
 ) -> torch.Tensor:
     """Single-cell occlusion: drop in the target's softmax probability when one grid cell is set to 0.
 
-    A thin wrapper of ``captum.attr.Occlusion`` with a window and stride of one cell (H / grid_size pixels) over
-    all channels, zero baseline; summed over channels. Costs grid_size**2 + 1 forwards per image.
+    The quantity of ``captum.attr.Occlusion`` with a window and stride of one cell (H / grid_size pixels) over
+    all channels and a zero baseline, summed over channels (so C x the drop), computed here with the chunked
+    masked-forward loop of :func:`masked_scores` (several images and cells per forward, softmax in float64).
+    Costs grid_size**2 + 1 forwards per image.
 
     Returns
     -------
     Tensor, (N, H, W); larger = more important.
     """
-    from captum.attr import Occlusion
-
     fn = "occlusion_cells"
     inputs = check_images(inputs, fn)
     check_int(grid_size, "grid_size", fn)
@@ -219,10 +223,19 @@ def occlusion_cells(
     batch = default_batch(inputs) if internal_batch_size is None else check_int(
         internal_batch_size, "internal_batch_size", fn)
     targets = targets_of(target, n, fn, inputs.device)
-    window = (c, h // grid_size, w // grid_size)
+    ch, cw = h // grid_size, w // grid_size
+    cells = grid_size * grid_size
+    row = torch.arange(h, device=inputs.device) // ch  # (H,) cell row of each pixel row
+    col = torch.arange(w, device=inputs.device) // cw
+
+    def keep(j: torch.Tensor) -> torch.Tensor:  # (k,) cell indices -> (k, 1, H, W), 0 inside the cell
+        inside = (row[None, :, None] == (j // grid_size)[:, None, None]) & (
+            col[None, None, :] == (j % grid_size)[:, None, None])
+        return (~inside)[:, None].to(inputs.dtype)
+
+    p, _ = masked_scores(model, inputs, targets, keep, cells, batch)  # (N, cells)
     with torch.no_grad():
-        attr = Occlusion(SoftmaxProbability(model)).attribute(
-            inputs, sliding_window_shapes=window, strides=window, baselines=0.0, target=targets,
-            perturbations_per_eval=max(1, batch // n),
-        )
-    return attr.sum(dim=1)
+        p0 = torch.cat([torch.softmax(model(inputs[i: i + batch]).double(), dim=1)
+                        for i in range(0, n, batch)]).gather(1, targets[:, None])  # (N, 1)
+    drop = (c * (p0 - p)).reshape(n, grid_size, grid_size)
+    return drop.repeat_interleave(ch, dim=1).repeat_interleave(cw, dim=2).to(inputs.dtype)  # (N, H, W)

@@ -423,3 +423,97 @@ def p47_alphas(result):
     ax.set_ylabel("relative error (floored at 1e-17)")
     ax.legend(fontsize=7)
     return fig
+
+
+# --- P65: extremal perturbations and smooth masks ---
+
+P65_LABELS = {"extremal": "Extremal (sum)", "gradcam": "Grad-CAM", "saliency": "Saliency",
+              "integrated_gradients": "Int. Gradients", "occlusion": "Occlusion", "rise": "RISE", "center": "centre"}
+
+
+def p65_masks(result):
+    """Example glyph images (target box in red), the extremal masks at each area, their sum, Grad-CAM and RISE."""
+    import matplotlib.patches as patches
+
+    ex = result.examples
+    k, n_areas = ex["masks"].shape[:2]
+    cols = ["image", *[f"a = {a:g}" for a in result.areas], "EP sum", "Grad-CAM", "RISE"]
+    fig, axes = figure(len(cols), k, width=1.5, height=1.5, squeeze=False)
+    for i in range(k):
+        axes[i, 0].imshow(ex["image"][i], cmap="gray", vmin=0, vmax=1)
+        r0, c0, r1, c1 = ex["boxes"][i]
+        axes[i, 0].add_patch(patches.Rectangle((c0 - 0.5, r0 - 0.5), c1 - c0, r1 - r0, fill=False, ec="red", lw=1.2))
+        for j in range(n_areas):
+            axes[i, 1 + j].imshow(ex["image"][i] * (0.25 + 0.75 * ex["masks"][i, j]), cmap="gray", vmin=0, vmax=1)
+        for j, m in enumerate(("extremal", "gradcam", "rise")):
+            axes[i, 1 + n_areas + j].imshow(ex[m][i], cmap="magma")
+    for j, c in enumerate(cols):
+        axes[0, j].set_title(c, fontsize=8)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+    return fig
+
+
+def p65_areas(result):
+    """Left: achieved area of the extremal masks against the target (one dot per image); right: area of the 2017
+    masks at each lambda (the same images' first n_mp)."""
+    fig, axes = figure(2, width=4.0)
+    rng = np.random.default_rng(0)
+    for j, a in enumerate(result.areas):
+        v = result.achieved[:, j]
+        axes[0].scatter(j + rng.uniform(-0.15, 0.15, len(v)), v, s=10, color=f"C{j}")
+        axes[0].hlines([a - 0.02, a + 0.02], j - 0.3, j + 0.3, color="gray", lw=0.8, ls=":")
+    axes[0].set_xticks(range(len(result.areas)), [f"{a:g}" for a in result.areas])
+    axes[0].set_xlabel("target area a")
+    axes[0].set_ylabel("achieved area (padded mask)")
+    axes[0].set_title("extremal perturbations (±0.02 dotted)", fontsize=10)
+    for j in range(len(result.mp_lambdas)):
+        v = result.mp_areas[j]
+        axes[1].scatter(j + rng.uniform(-0.15, 0.15, len(v)), v, s=10, color=f"C{j}")
+    axes[1].set_xticks(range(len(result.mp_lambdas)), [f"{lam:g}" for lam in result.mp_lambdas])
+    axes[1].set_xlabel("lambda (2017 objective)")
+    axes[1].set_ylabel("achieved area")
+    axes[1].set_title("meaningful perturbation, fixed lambda", fontsize=10)
+    return fig
+
+
+def p65_phi(result):
+    """Phi(a) / Phi(x): the preserved logit against the area, one line per image (colour = stroke pixels)."""
+    import matplotlib as mpl
+
+    fig, ax = figure(width=4.6)
+    ratio = result.phi / result.phi_full[:, None]
+    norm = mpl.colors.Normalize(result.stroke_pixels.min(), result.stroke_pixels.max())
+    cmap = mpl.colormaps["viridis"]
+    for row, s in zip(ratio, result.stroke_pixels):
+        ax.plot(result.areas, row, color=cmap(norm(s)), lw=0.8, alpha=0.7)
+    ax.plot(result.areas, np.median(ratio, axis=0), color="black", lw=2, marker="o", label="median")
+    ax.axhline(0.9, color="gray", ls=":", lw=1, label="0.9 Phi(x)")
+    ax.set_xscale("log")
+    ax.set_xticks(result.areas, [f"{a:g}" for a in result.areas])
+    ax.set_xlabel("area a")
+    ax.set_ylabel("Phi(a) / Phi(x)")
+    fig.colorbar(mpl.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="stroke pixels")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def p65_pointing_channels(result):
+    """Left: pointing-game accuracy per method; right: preserved logit fraction with EP's top channels vs random."""
+    fig, axes = figure(2, width=4.2)
+    names = list(result.pointing)
+    acc = [result.pointing[m].mean() for m in names]
+    axes[0].barh(range(len(names)), acc, color=["C3" if m == "extremal" else "C0" for m in names])
+    axes[0].set_yticks(range(len(names)), [P65_LABELS.get(m, m) for m in names])
+    axes[0].axvline(0.85, color="gray", ls=":", lw=1)
+    axes[0].set_xlim(0, 1)
+    axes[0].set_xlabel("pointing accuracy")
+    if len(result.channel_top):
+        axes[1].boxplot([result.channel_top, result.channel_random], labels=["EP top", "random"])
+    axes[1].axhline(0.8, color="gray", ls=":", lw=1)
+    axes[1].axhline(0.5, color="gray", ls="--", lw=1)
+    axes[1].set_ylabel("preserved logit fraction")
+    axes[1].set_title(f"{result.channel_k} of the last block's channels", fontsize=10)
+    return fig
