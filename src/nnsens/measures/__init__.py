@@ -74,8 +74,10 @@ from nnsens.measures.precision import (  # P40, P45: low-precision float emulati
 from nnsens.measures.quantization import (  # P39, P15: uniform fake quantization, calibration, QAT
     FakeQuant,
     calibrate_range,
+    entropy_range,
     fake_quant_model,
     fake_quantize,
+    kl_threshold_bin,
     quantizable_layers,
     quantization_scale,
     quantize,
@@ -107,6 +109,8 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "entropy_range",
+    "kl_threshold_bin",
     "smoothgrad",
     "mu_fidelity",
     "pointing_game",

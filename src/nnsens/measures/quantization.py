@@ -388,3 +388,88 @@ def fake_quant_model(
             mods[name.rsplit(".", 1)[0] if "." in name else ""].act_quant.freeze()
         out.train(was)
     return out
+
+
+# ------------------------------------------------------------------------------------- entropy (KL) calibration
+# Used by P15 (Quantune, arXiv 2202.05048): the clipping threshold of TensorRT-style "entropy" calibration
+# (Migacz, 2017), written from the description: the histogram of |x| is cut at a candidate bin i (what lies above
+# is piled into the last kept bin), the kept histogram is coarsened to the grid's levels, and the cut whose
+# coarsened version loses the least information (smallest KL divergence) sets the threshold.
+def kl_threshold_bin(hist: object, n_levels: int) -> int:
+    """The number of histogram bins i (n_levels ≤ i ≤ len(hist)) whose clipped histogram is best kept by
+    ``n_levels`` levels, i.e. the cut minimising KL(P_i ‖ Q_i).
+
+    P_i is ``hist[:i]`` with the mass of ``hist[i:]`` added to its last bin. Q_i splits ``hist[:i]`` (without that
+    added mass) into ``n_levels`` consecutive groups (group j covers bins ⌊j·i/n⌋ ... ⌊(j+1)·i/n⌋ − 1) and spreads
+    each group's mass evenly over the group's bins that are non-empty in P_i. Both are normalised; where P_i > 0 but
+    Q_i = 0 (a group holding only piled-up mass), Q_i is floored at 1e-10 before renormalising. The first i wins ties.
+    With ``n_levels ≥ len(hist)`` nothing is coarsened and all bins are kept.
+    """
+    import numpy as np
+
+    hist = np.asarray(hist, dtype=np.float64)
+    if hist.ndim != 1 or hist.size < 1 or np.any(hist < 0) or not np.isfinite(hist).all():
+        raise ValueError("The 'hist' parameter of kl_threshold_bin must be a 1-D array of non-negative counts.")
+    if isinstance(n_levels, bool) or not isinstance(n_levels, int) or n_levels < 1:
+        raise ValueError(f"The 'n_levels' parameter of kl_threshold_bin must be an int in [1, inf). "
+                         f"Got {n_levels!r} instead.")
+    n_bins, total = hist.size, hist.sum()
+    if n_levels >= n_bins or total == 0:
+        return n_bins
+    xlogx = lambda v: v * np.log(np.where(v > 0, v, 1.0))  # noqa: E731  (0·log 0 = 0)
+    cum = np.concatenate([[0.0], np.cumsum(hist)])  # cum[k] = hist[:k].sum()
+    cum_nz = np.concatenate([[0], np.cumsum(hist > 0)])
+    cum_hl = np.concatenate([[0.0], np.cumsum(xlogx(hist))])
+    cuts = np.arange(n_levels, n_bins + 1)  # (I,) candidate numbers of kept bins
+    tail = total - cum[cuts]  # mass piled into the last kept bin
+    edges = (np.arange(n_levels + 1)[None, :] * cuts[:, None]) // n_levels  # (I, n+1) group boundaries
+    mass = cum[edges[:, 1:]] - cum[edges[:, :-1]]  # (I, n) kept mass per group
+    count = (cum_nz[edges[:, 1:]] - cum_nz[edges[:, :-1]]).astype(np.float64)  # non-empty bins of P per group
+    count[:, -1] += (hist[cuts - 1] == 0) & (tail > 0)  # the last bin is non-empty in P once mass is piled on it
+    big_p = mass.copy()
+    big_p[:, -1] += tail  # (I, n) P's mass per group
+    q = np.divide(mass, count, out=np.zeros_like(mass), where=count > 0)  # Q's value on each non-empty bin
+    floor = np.where(cum[cuts] > 0, 1e-10 * cum[cuts], 1.0)
+    floored = (q[:, -1] <= 0) & (big_p[:, -1] > 0)  # only a last group holding nothing but piled mass
+    q[:, -1] = np.where(floored, floor, q[:, -1])
+    q_sum = cum[cuts] + floored * floor
+    p_log_p = cum_hl[cuts - 1] + xlogx(hist[cuts - 1] + tail)
+    p_log_q = np.sum(big_p * np.log(np.where(big_p > 0, q, 1.0)), axis=1)
+    # KL(P/|P| ‖ Q/|Q|) = (Σ p log p − Σ p log q)/|P| − log |P| + log |Q|, with |P| = total
+    kl = (p_log_p - p_log_q) / total - np.log(total) + np.log(q_sum)
+    return int(cuts[np.flatnonzero(kl <= kl.min() + 1e-12)[0]])
+
+
+def entropy_range(
+    x: torch.Tensor, bits: int = 8, *, symmetric: bool = True, n_bins: int = 2048
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-tensor clipping range (lo, hi) by KL-divergence ("entropy") calibration, shaped (1,) like
+    :func:`calibrate_range`'s per-tensor output.
+
+    The threshold T is the upper edge of the last bin kept by :func:`kl_threshold_bin` on the ``n_bins``-bin
+    histogram of |x| over [0, max|x|], coarsened to the levels one sign of the grid has: 2^(b-1) when the grid is
+    symmetric or ``x`` has both signs, 2^b for an asymmetric grid on non-negative data (e.g. after a ReLU).
+    Symmetric: (−T, T). Asymmetric: the min-max range (widened to include 0) clipped to [−T, T].
+    """
+    import numpy as np
+
+    fn = "entropy_range"
+    if not isinstance(x, torch.Tensor) or not x.is_floating_point():
+        raise TypeError(f"The 'x' parameter of {fn} must be a floating-point tensor. Got {type(x).__name__}.")
+    if isinstance(n_bins, bool) or not isinstance(n_bins, int) or n_bins < 2:
+        raise ValueError(f"The 'n_bins' parameter of {fn} must be an int in [2, inf). Got {n_bins!r} instead.")
+    bits = _check_bits(bits, fn, 2 if symmetric else 1)
+    flat = x.detach().reshape(-1).double()
+    lo, hi = flat.min().clamp(max=0), flat.max().clamp(min=0)
+    top = torch.maximum(-lo, hi)
+    if top == 0:
+        zero = torch.zeros(1, dtype=x.dtype, device=x.device)
+        return zero, zero.clone()
+    hist = torch.histc(flat.abs(), bins=n_bins, min=0.0, max=float(top)).cpu().numpy()
+    n_levels = 2**bits if (not symmetric and lo == 0) else 2 ** (bits - 1)
+    t = top * kl_threshold_bin(np.asarray(hist), n_levels) / n_bins
+    if symmetric:
+        lo, hi = -t, t
+    else:
+        lo, hi = torch.maximum(lo, -t), torch.minimum(hi, t)
+    return lo.reshape(1).to(x.dtype), hi.reshape(1).to(x.dtype)
