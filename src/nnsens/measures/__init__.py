@@ -1,5 +1,10 @@
 """Sensitivity measures, one module per family, re-exported flat here."""
 
+from nnsens.measures.cam import (  # P47: Grad-CAM++ and Smooth Grad-CAM++
+    finite_difference_alphas,
+    gradcam_pp,
+    smooth_gradcam_pp,
+)
 from nnsens.measures.causal import (  # P01, P04: marginal sensitivity model bounds under unobserved confounding
     msm_bounds,
     msm_bounds_discrete,
@@ -12,6 +17,12 @@ from nnsens.measures.concepts import (  # P58: concept activation vectors and TC
     tcav_scores,
     tcav_significance,
     train_cav,
+)
+from nnsens.measures.extremal import (  # P65: extremal perturbations, smooth masks, meaningful perturbation
+    SmoothMaskGenerator,
+    channel_extremal_perturbation,
+    extremal_perturbation,
+    meaningful_perturbation,
 )
 from nnsens.measures.fisher import (  # P53: Fisher information (diagonal, K-FAC factors, exact small blocks)
     KFACFactors,
@@ -37,6 +48,14 @@ from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, H
     hessian_trace,
     layer_hessian_traces,
     make_hvp,
+)
+from nnsens.measures.leverage import (  # P27: online ridge-leverage (sensitivity) sampling
+    Coreset,
+    OnlineSensitivitySampler,
+    online_sensitivity_sampling,
+    ridge_leverage,
+    sherman_morrison,
+    spectral_bounds,
 )
 from nnsens.measures.loss_sensitivity import (  # P03/P32: loss-based sensitivity (|dL/dw|, Taylor, SNIP, OBD)
     gradient_sensitivity,
@@ -109,6 +128,19 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "finite_difference_alphas",
+    "gradcam_pp",
+    "smooth_gradcam_pp",
+    "SmoothMaskGenerator",
+    "channel_extremal_perturbation",
+    "extremal_perturbation",
+    "meaningful_perturbation",
+    "Coreset",
+    "OnlineSensitivitySampler",
+    "online_sensitivity_sampling",
+    "ridge_leverage",
+    "sherman_morrison",
+    "spectral_bounds",
     "entropy_range",
     "kl_threshold_bin",
     "smoothgrad",
