@@ -251,3 +251,45 @@ def p12_deletions(result):
     axes[1].set_xlabel("‖Δ clipped sum‖ / 2(K+1)C")
     axes[1].legend(fontsize=7)
     return fig
+
+
+# --- P11: OT sensitivity indices from neural conditional transport maps ---
+
+def p11_indices(result):
+    """OT indices per input: Gaussian model (closed form, hypernetwork, binning + EMD) and, when run, the nonlinear
+    model (reference, hypernetwork, concatenation); bars are means over seeds, whiskers their range."""
+    panels = [("Gaussian linear model", result.iota_true,
+               {"hypernetwork": result.gauss_neural, "binning + EMD": result.gauss_binning}, "closed form")]
+    if result.nl_ref is not None:
+        panels.append(("2-output Ishigami", result.nl_ref,
+                       {"hypernetwork": result.nl_hyper, "concatenation": result.nl_concat}, "reference"))
+    fig, axes = figure(len(panels), width=4.2, squeeze=False)
+    for ax, (title, truth, ests, label) in zip(axes[0], panels):
+        d = len(truth)
+        x = np.arange(d)
+        w = 0.8 / (len(ests) + 1)
+        ax.bar(x - 0.4 + w / 2, truth, w, color="0.3", label=label)
+        for k, (name, est) in enumerate(ests.items(), start=1):
+            mean = est.mean(0)
+            err = np.stack([mean - est.min(0), est.max(0) - mean])
+            ax.bar(x - 0.4 + w / 2 + k * w, mean, w, yerr=err, capsize=2, color=f"C{k - 1}", label=name)
+        ax.set_xticks(x, [f"X{i + 1}" for i in range(d)])
+        ax.set_ylabel("OT index ι")
+        ax.set_title(title, fontsize=10)
+        ax.legend(fontsize=7)
+    return fig
+
+
+def p11_training(result):
+    """Training loss (sliced W₂² + transport-cost penalty) per epoch of every transport network, one line per seed."""
+    runs = {k: v for k, v in result.histories.items() if v}
+    fig, axes = figure(len(runs), width=3.4, squeeze=False, sharey=True)
+    for ax, (name, hists) in zip(axes[0], runs.items()):
+        for s, h in enumerate(hists):
+            ax.plot(np.arange(1, len(h) + 1), h, color=f"C{s}", lw=1, label=f"seed {s}")
+        ax.set_yscale("log")
+        ax.set_xlabel("epoch over the conditions")
+        ax.set_title(name, fontsize=9)
+    axes[0, 0].set_ylabel("training loss")
+    axes[0, 0].legend(fontsize=7)
+    return fig
