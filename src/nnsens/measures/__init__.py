@@ -90,6 +90,19 @@ from nnsens.measures.precision import (  # P40, P45: low-precision float emulati
     round_to_format,
     weight_rounding_hook,
 )
+from nnsens.measures.privacy import (  # P10, P12: per-sample gradients (torch.func) and opacus accounting
+    epsilon_spent,
+    noise_multiplier_for_epsilon,
+    per_sample_gradient_norms,
+    per_sample_gradients,
+)
+from nnsens.measures.privacy_accounting import (  # P12: node-level multi-term amplified RDP
+    gaussian_rdp,
+    multiterm_epsilon,
+    multiterm_noise_multiplier,
+    multiterm_rdp,
+    subsampled_noise_multiplier,
+)
 from nnsens.measures.quantization import (  # P39, P15: uniform fake quantization, calibration, QAT
     FakeQuant,
     calibrate_range,
@@ -128,6 +141,15 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "epsilon_spent",
+    "noise_multiplier_for_epsilon",
+    "per_sample_gradient_norms",
+    "per_sample_gradients",
+    "gaussian_rdp",
+    "multiterm_epsilon",
+    "multiterm_noise_multiplier",
+    "multiterm_rdp",
+    "subsampled_noise_multiplier",
     "finite_difference_alphas",
     "gradcam_pp",
     "smooth_gradcam_pp",
