@@ -38,6 +38,11 @@ from nnsens.measures.fullgrad import (  # P28: full-gradient representation
     fullgrad,
     fullgrad_parts,
 )
+from nnsens.measures.global_sa import (  # P11: optimal-transport sensitivity indices (binning + POT, Gaussian form)
+    bures_wasserstein,
+    gaussian_ot_index,
+    ot_indices_binning,
+)
 from nnsens.measures.gradients import smoothgrad  # P07: gradient maps averaged over noisy copies
 from nnsens.measures.hessian import (  # P39, P22: curvature of the loss (HVP, Hutch++/Hutchinson, exact blocks)
     HessianVectorProduct,
@@ -141,6 +146,9 @@ from nnsens.measures.variance import (  # P21: variance between training runs
 )
 
 __all__ = [
+    "bures_wasserstein",
+    "gaussian_ot_index",
+    "ot_indices_binning",
     "epsilon_spent",
     "noise_multiplier_for_epsilon",
     "per_sample_gradient_norms",
