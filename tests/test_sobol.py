@@ -230,3 +230,19 @@ def test_sobol_attribution_bad_arguments(kwargs, err, msg):
 def test_sobol_attribution_rejects_non_images():
     with pytest.raises(ValueError, match="'inputs' parameter of sobol_attribution must be a floating tensor"):
         sobol_attribution(_small_cnn(), torch.rand(1, 8, 8), target=0)
+
+
+def test_linear_gaussian_closed_form():
+    """Y = Σ a_i X_i with independent X_i ~ N(0, s_i²): S_i = S_Ti = a_i² s_i² / Σ_j a_j² s_j² (no interactions)."""
+    a = torch.tensor([1.0, -2.0, 0.5, 3.0], dtype=torch.float64)
+    s = torch.tensor([1.0, 0.5, 2.0, 0.3], dtype=torch.float64)
+    normal = torch.distributions.Normal(torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
+
+    def f(u: torch.Tensor) -> torch.Tensor:
+        x = normal.icdf(u.clamp(1e-12, 1 - 1e-12)) * s  # U[0, 1] -> N(0, s_i²) by the inverse CDF
+        return x @ a
+
+    est = sobol_indices(f, 4, n_samples=2**14, generator=3)
+    truth = (a**2 * s**2 / (a**2 * s**2).sum()).numpy()
+    np.testing.assert_allclose(est.first.numpy(), truth, atol=0.02)
+    np.testing.assert_allclose(est.total.numpy(), truth, atol=0.02)
