@@ -517,3 +517,57 @@ def p65_pointing_channels(result):
     axes[1].set_ylabel("preserved logit fraction")
     axes[1].set_title(f"{result.channel_k} of the last block's channels", fontsize=10)
     return fig
+
+
+# --- P25: Mask of truth (sensitivity to regions outside the ROI) ---
+
+P25_TYPES = ("full", "no_roi", "only_roi", "no_roi_bbox", "only_roi_bbox")
+P25_LABELS = {"full": "full", "no_roi": "no ROI", "only_roi": "only ROI", "no_roi_bbox": "no ROI (bbox)",
+              "only_roi_bbox": "only ROI (bbox)"}
+
+
+def p25_examples(result):
+    """One marked positive test image under the five image types, and the full model's |GradientSHAP| on it."""
+    fig, axes = figure(6, width=1.9, height=2.2)
+    for ax, t in zip(axes, P25_TYPES):
+        ax.imshow(result.examples[t], cmap="gray", vmin=0, vmax=1)
+        ax.set_title(P25_LABELS[t], fontsize=9)
+    s = result.shap[result.rho][0]
+    axes[-1].imshow(s.example, cmap="magma")
+    axes[-1].set_title(f"|SHAP|, rho = {result.rho:g}", fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    return fig
+
+
+def p25_auc_matrix(result):
+    """AUC of each training type (rows) on each test type (columns) at rho, and the control rows at rho = 0."""
+    import seaborn as sns
+
+    fig, axes = figure(2, width=5.0, height=3.6, gridspec_kw={"width_ratios": [1, 1.2]})
+    for ax, rho, rows in ((axes[0], result.rho, result.train_types), (axes[1], result.control_rho, ("full", "no_roi"))):
+        m = np.array([[result.mean_auc(rho, r, t) for t in P25_TYPES] for r in rows])
+        sns.heatmap(m, annot=True, fmt=".2f", vmin=0.4, vmax=1.0, cmap="viridis", cbar=ax is axes[1], ax=ax,
+                    xticklabels=[P25_LABELS[t] for t in P25_TYPES], yticklabels=[P25_LABELS[r] for r in rows])
+        ax.tick_params(axis="x", rotation=35)
+        ax.tick_params(axis="y", rotation=0)
+        ax.set_xlabel("test images")
+        ax.set_title(f"rho = {rho:g}", fontsize=10)
+    axes[0].set_ylabel("trained on")
+    return fig
+
+
+def p25_shap_shares(result):
+    """Mean |GradientSHAP| shares of the full model in the ROI, outside it and in the marker region, at both rho."""
+    fig, ax = figure(width=4.8)
+    parts = ("roi", "out_roi", "marker")
+    rhos = sorted(result.shap)
+    for k, rho in enumerate(rhos):
+        v = [np.mean([getattr(s, p) for s in result.shap[rho]]) for p in parts]
+        ax.bar(np.arange(3) + (k - 0.5) * 0.38, v, width=0.36, label=f"rho = {rho:g}", color=f"C{k}")
+    ax.set_xticks(range(3), ["in ROI", "outside ROI", "marker box + 2 px"])
+    ax.set_ylabel("share of |attribution|")
+    ax.set_title("full-trained model, marked positive test images", fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
