@@ -2,14 +2,10 @@
 
 from __future__ import annotations
 
-import matplotlib.pyplot as plt
 import numpy as np
 import seaborn as sns
 
 from nnsens.plots._base import figure
-
-__all__ = ["figure", "np", "plt", "sns"]
-
 
 # --- P01: causal-fairness bounds under unobserved confounding ---
 
