@@ -13,6 +13,14 @@ def figure(ncols: int = 1, nrows: int = 1, *, width: float = 4.0, height: float 
     return plt.subplots(nrows, ncols, figsize=(width * ncols, height * nrows), constrained_layout=True, **kw)
 
 
+def image_axes(axes) -> None:
+    """Strip ticks and grid from every axis of ``axes`` (an array of axes showing images or maps)."""
+    for ax in getattr(axes, "flat", [axes]):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        ax.grid(False)
+
+
 def sweep_curves(tidy, *, x: str, metrics: list[str], hue: str | None = None, ncols: int = 3):
     """Each metric against the swept parameter ``x``: mean over seeds with a band of one standard deviation.
 

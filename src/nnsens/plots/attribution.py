@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from nnsens.plots._base import figure
+from nnsens.plots._base import figure, image_axes
 
 # --- P46: Sobol attribution (variance-based black-box explanations) ---
 
@@ -49,10 +49,7 @@ def p46_maps(result, task: str, methods=None):
             if i == 0:
                 axes[i, j].set_title(P46_LABELS[m], fontsize=9)
     axes[0, 0].set_title("image", fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    image_axes(axes)
     return fig
 
 
@@ -144,10 +141,7 @@ def p28_maps(result, methods=None):
             if i == 0:
                 axes[i, j].set_title(P28_LABELS[m], fontsize=8)
     axes[0, 0].set_title("image", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    image_axes(axes)
     return fig
 
 
@@ -207,9 +201,7 @@ def p58_examples(result):
             if j < len(imgs):
                 ax.imshow(imgs[j, 0], cmap="gray", vmin=0, vmax=1)
                 ax.set_title(names[j], fontsize=9)
-            ax.set_xticks([])
-            ax.set_yticks([])
-            ax.grid(False)
+            image_axes(ax)
             if j >= len(imgs):
                 ax.set_axis_off()
     return fig
@@ -314,10 +306,7 @@ def p07_maps(result, model: str):
             if i == 0:
                 axes[i, j].set_title(P07_LABELS[m], fontsize=8)
     axes[0, 0].set_title(f"{model}: image", fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    image_axes(axes)
     return fig
 
 
@@ -385,10 +374,7 @@ def p47_maps(result):
             if i == 0:
                 axes[i, j].set_title(P47_LABELS[m], fontsize=9)
     axes[0, 0].set_title("image", fontsize=9)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    image_axes(axes)
     return fig
 
 
@@ -449,10 +435,7 @@ def p65_masks(result):
             axes[i, 1 + n_areas + j].imshow(ex[m][i], cmap="magma")
     for j, c in enumerate(cols):
         axes[0, j].set_title(c, fontsize=8)
-    for ax in axes.flat:
-        ax.set_xticks([])
-        ax.set_yticks([])
-        ax.grid(False)
+    image_axes(axes)
     return fig
 
 
@@ -535,9 +518,7 @@ def p25_examples(result):
     s = result.shap[result.rho][0]
     axes[-1].imshow(s.example, cmap="magma")
     axes[-1].set_title(f"|SHAP|, rho = {result.rho:g}", fontsize=9)
-    for ax in axes:
-        ax.set_xticks([])
-        ax.set_yticks([])
+    image_axes(axes)
     return fig
 
 
