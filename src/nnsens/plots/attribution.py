@@ -494,7 +494,7 @@ def p65_pointing_channels(result):
     axes[0].set_xlim(0, 1)
     axes[0].set_xlabel("pointing accuracy")
     if len(result.channel_top):
-        axes[1].boxplot([result.channel_top, result.channel_random], labels=["EP top", "random"])
+        axes[1].boxplot([result.channel_top, result.channel_random], tick_labels=["EP top", "random"])
     axes[1].axhline(0.8, color="gray", ls=":", lw=1)
     axes[1].axhline(0.5, color="gray", ls="--", lw=1)
     axes[1].set_ylabel("preserved logit fraction")
