@@ -100,3 +100,28 @@ def test_papermill_run_materializes_a_point_first_run_directly(echo_project):
     nb = runner.execute(spec, out=echo_project / "nb")
     assert not nb.get("cached") and nb["notebook"] and nb["cache_key"] == direct["cache_key"]
     assert nb["claims"] == [{**c, "note": c.get("note", "")} for c in direct["claims"]]
+
+
+def test_only_kernel_start_failures_are_retried(monkeypatch, echo_project):
+    """A kernel that dies before its first reply is started again; a failing cell is not rerun."""
+    import papermill as pm
+
+    from nnsens import runner
+
+    assert runner._kernel_start_failure(RuntimeError("Kernel died before replying to kernel_info"))
+    assert not runner._kernel_start_failure(RuntimeError("cell raised"))
+    assert not runner._kernel_start_failure(ValueError("Kernel died before replying to kernel_info"))
+
+    calls = []
+    real = pm.execute_notebook
+
+    def flaky(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 1:
+            raise RuntimeError("Kernel died before replying to kernel_info")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(pm, "execute_notebook", flaky)
+    spec = runner.prepare("P99", "smoke", {})
+    record = runner.produce(spec, out=echo_project / "out")
+    assert len(calls) == 2 and record["status"] == "completed" and not record["error"]

@@ -196,10 +196,16 @@ def _run_papermill(spec: RunSpec, key: str, out: str | Path | None,
             os.environ[k] = str(threads)
     error = None
     try:
-        pm.execute_notebook(str(entry.notebook), str(nb_out), parameters=spec.params, cwd=str(outdir),
-                            kernel_name="python3", progress_bar=False, log_output=False)
-    except Exception as exc:  # papermill's PapermillExecutionError carries the failing cell's error
-        error = _describe_error(exc)
+        for _attempt in range(KERNEL_START_ATTEMPTS):
+            try:
+                pm.execute_notebook(str(entry.notebook), str(nb_out), parameters=spec.params, cwd=str(outdir),
+                                    kernel_name="python3", progress_bar=False, log_output=False)
+                error = None
+                break
+            except Exception as exc:  # papermill's PapermillExecutionError carries the failing cell's error
+                error = _describe_error(exc)
+                if not _kernel_start_failure(exc):
+                    break
     finally:
         for k, v in env_before.items():
             if v is None:
@@ -248,6 +254,17 @@ def execute(spec: RunSpec, *, engine: str = "papermill", out: str | Path | None 
         where = f"; partial notebook: {record['notebook']}" if record["notebook"] else ""
         raise RunFailed(f"{spec.study} failed{where}\n{record['error']}", record)
     return record
+
+
+KERNEL_START_ATTEMPTS = 3
+"""A kernel that dies before its first reply is started again: two kernels started at once on one machine can
+pick the same free TCP port (jupyter_client's race, seen here as ZMQError 'Address already in use'). A notebook
+whose cell fails is never rerun."""
+
+
+def _kernel_start_failure(exc: BaseException) -> bool:
+    """Did the kernel die while starting (no cell has run), rather than a cell raising?"""
+    return isinstance(exc, RuntimeError) and "Kernel died before replying to kernel_info" in str(exc)
 
 
 def _describe_error(exc: Exception) -> str:
